@@ -1,0 +1,82 @@
+//! The command line: clap types, one file per subcommand, and the only code
+//! that prints. Stdout carries data only; messages go to stderr.
+
+mod parse;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::dockerfile::ParseError;
+
+/// kiln: reproducible OCI images from ordinary Dockerfiles.
+#[derive(Debug, Parser)]
+#[command(name = "kiln", version, about, long_about = None)]
+pub struct Cli {
+    /// The store directory (else `$KILN_STORE`, else `$XDG_DATA_HOME/kiln`,
+    /// else `~/.local/share/kiln`).
+    #[arg(long, global = true, value_name = "DIR", env = "KILN_STORE")]
+    pub store: Option<PathBuf>,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Parse a Dockerfile and print its instructions as kiln reads them.
+    Parse(parse::ParseArgs),
+}
+
+/// Runs one command.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Parse(args) => parse::run(&args),
+    }
+}
+
+/// A front-end error together with the file it was found in; renders as
+/// `FILE:LINE:COL: message`.
+#[derive(Debug, thiserror::Error)]
+#[error("{}:{}:{}: {source}", file.display(), source.location().0, source.location().1)]
+pub struct FileError {
+    /// The file that was being read.
+    pub file: PathBuf,
+    /// What was wrong in it.
+    pub source: ParseError,
+}
+
+impl FileError {
+    /// Attaches `file` to `source`.
+    pub fn new(file: &Path, source: ParseError) -> Self {
+        FileError {
+            file: file.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// Prints an error the way uv does: `error: ...`, one `caused by: ...` per
+/// source, then `hint: ...`.
+#[expect(clippy::print_stderr, reason = "cli is the only module that prints")]
+pub fn report(err: &anyhow::Error) {
+    eprintln!("error: {err}");
+    let mut source = std::error::Error::source(err.as_ref() as &dyn std::error::Error);
+    // FileError's own source is already in its message.
+    if err.downcast_ref::<FileError>().is_some() {
+        source = source.and_then(std::error::Error::source);
+    }
+    while let Some(cause) = source {
+        eprintln!("  caused by: {cause}");
+        source = cause.source();
+    }
+    if let Some(hint) = err
+        .downcast_ref::<FileError>()
+        .and_then(|e| e.source.hint())
+    {
+        eprintln!("hint: {hint}");
+    }
+}

@@ -1,0 +1,11 @@
+//! kiln builds OCI container images from ordinary multi-stage Dockerfiles so
+//! that the same inputs give the same image, bit for bit.
+//!
+//! Layering (see `STYLE.md` §1): [`dockerfile`] and [`plan`] are pure (bytes
+//! in, values out: no filesystem, environment, clock or network); [`context`]
+//! reads the build context; only [`cli`] prints.
+
+pub mod cli;
+pub mod context;
+pub mod dockerfile;
+pub mod plan;

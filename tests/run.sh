@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The whole test suite, as the README gives it. Installs what the tests need
+# (Debian packages, when root), then runs every test. Fails loudly if a tool
+# cannot be installed: the tests that need it refuse to skip under this script.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the tests drive for real.
+#   nix-bin: `nix-instantiate --parse flake.nix`
+packages=(nix-bin)
+tools=(nix-instantiate)
+
+missing=()
+for i in "${!tools[@]}"; do
+  command -v "${tools[$i]}" >/dev/null 2>&1 || missing+=("${packages[$i]}")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "tests/run.sh: installing ${missing[*]}" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+  else
+    echo "tests/run.sh: missing tools: ${missing[*]}" >&2
+    echo "tests/run.sh: install the Debian packages ${missing[*]} (as root: apt-get install ${missing[*]})" >&2
+    exit 1
+  fi
+fi
+
+# Under this script every test runs for real: nothing may skip for a missing tool.
+export KILN_TEST_REQUIRE_TOOLS=1
+# In CI the BuildKit conformance files beside the project must be there.
+if [ "${CI:-}" = true ]; then
+  export KILN_REQUIRE_CONFORMANCE=1
+fi
+
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --all-targets --no-fail-fast
+else
+  cargo test --workspace --all-targets --no-fail-fast
+fi
+cargo test --doc --workspace
