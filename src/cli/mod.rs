@@ -59,6 +59,28 @@ impl FileError {
     }
 }
 
+/// Reads `--build-arg` values: `KEY=VALUE`, or `KEY` alone to take the value
+/// from kiln's environment (as docker build does; skipped when unset).
+pub fn build_args(raw: &[String]) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    let mut out = std::collections::BTreeMap::new();
+    for item in raw {
+        match item.split_once('=') {
+            Some(("", _)) => {
+                anyhow::bail!("invalid --build-arg `{item}`: the name is empty")
+            }
+            Some((key, value)) => {
+                out.insert(key.to_string(), value.to_string());
+            }
+            None => {
+                if let Ok(value) = std::env::var(item) {
+                    out.insert(item.clone(), value);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Prints an error the way uv does: `error: ...`, one `caused by: ...` per
 /// source, then `hint: ...`.
 #[expect(clippy::print_stderr, reason = "cli is the only module that prints")]

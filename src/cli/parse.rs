@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::FileError;
 use crate::dockerfile::ast::{Directives, Heredoc, Warning};
+use crate::dockerfile::stage::{self, Base, Evaluation};
 use crate::dockerfile::{self, Instruction, Span, parser};
 
 /// Arguments of `kiln parse`.
@@ -27,6 +28,17 @@ pub struct ParseArgs {
     /// heredocs, source lines, typed form) as JSON.
     #[arg(long, conflicts_with = "dump")]
     pub json: bool,
+    /// Evaluate the stages for a target: ARG/ENV scoping and expansion, the
+    /// stage graph, and the stages `--target` needs (others are left out).
+    #[arg(long, conflicts_with = "dump")]
+    pub stages: bool,
+    /// With `--stages`: the stage to build (default: the last).
+    #[arg(long, value_name = "STAGE", requires = "stages")]
+    pub target: Option<String>,
+    /// With `--stages`: a build argument, `KEY=VALUE` (or `KEY` to take it
+    /// from the environment, as docker build does).
+    #[arg(long = "build-arg", value_name = "KEY=VALUE", requires = "stages")]
+    pub build_args: Vec<String>,
     /// Print BuildKit's s-expression dump of the syntax tree (the parser
     /// alone: instruction-level checks are skipped, as in BuildKit's tests).
     #[arg(long)]
@@ -73,6 +85,30 @@ pub(super) fn run(args: &ParseArgs) -> anyhow::Result<ExitCode> {
     let parsed = dockerfile::parse(&bytes).map_err(|e| FileError::new(&args.file, e))?;
     warn(&args.file, &parsed.ast.warnings)?;
     let mut out = std::io::stdout().lock();
+    if args.stages {
+        let options = stage::Options {
+            build_args: super::build_args(&args.build_args)?,
+            target: args.target.clone(),
+            ..stage::Options::default()
+        };
+        let evaluation = stage::evaluate(&parsed, &options, &stage::UnknownBases)
+            .map_err(|e| FileError::new(&args.file, e))?;
+        warn(&args.file, &evaluation.warnings)?;
+        if args.json {
+            serde_json::to_writer_pretty(&mut out, &evaluation)?;
+            writeln!(out)?;
+        } else {
+            print_stages(&mut out, &evaluation)?;
+        }
+        if !evaluation.unused_build_args.is_empty() {
+            writeln!(
+                std::io::stderr(),
+                "warning: build arguments not consumed by any stage: {}",
+                evaluation.unused_build_args.join(", ")
+            )?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     if args.json {
         let doc = JsonOutput {
             directives: &parsed.ast.directives,
@@ -129,6 +165,55 @@ fn warn(file: &std::path::Path, warnings: &[Warning]) -> std::io::Result<()> {
             warning.message,
             warning.rule
         )?;
+    }
+    Ok(())
+}
+
+/// One block per stage: its base, then each step with its line and the
+/// instruction as expanded.
+fn print_stages(out: &mut impl Write, evaluation: &Evaluation) -> std::io::Result<()> {
+    for stage in &evaluation.stages {
+        let name = stage
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("#{}", stage.index));
+        let base = match &stage.base {
+            Base::Scratch => "scratch".to_string(),
+            Base::Image(reference) => reference.clone(),
+            Base::Stage(i) => {
+                let parent = evaluation.stages.iter().find(|s| s.index == *i);
+                format!(
+                    "stage {}",
+                    parent
+                        .and_then(|s| s.name.clone())
+                        .unwrap_or_else(|| format!("#{i}"))
+                )
+            }
+        };
+        let target = if stage.index == evaluation.target {
+            " (target)"
+        } else {
+            ""
+        };
+        writeln!(
+            out,
+            "stage {name}{target}: FROM {base}  [line {}]",
+            stage.span.start
+        )?;
+        for step in &stage.steps {
+            let origin = if step.trigger {
+                " (ONBUILD trigger)"
+            } else {
+                ""
+            };
+            let text = serde_json::to_string(&step.instruction).unwrap_or_default();
+            writeln!(
+                out,
+                "{:>7}  {}{origin}",
+                step.instruction.span().start,
+                text
+            )?;
+        }
     }
     Ok(())
 }

@@ -17,7 +17,7 @@ pub mod expand;
 pub mod glob;
 pub mod instruction;
 pub mod parser;
-// pub mod stage;
+pub mod stage;
 
 pub use ast::{Ast, Node, Span};
 pub use error::ParseError;
