@@ -7,5 +7,7 @@
 
 pub mod cli;
 pub mod context;
+pub mod derivation;
 pub mod dockerfile;
+pub mod image;
 pub mod plan;

@@ -140,18 +140,36 @@ fn stages_show_scoping_and_target_pruning() {
         "Dockerfile",
         "ARG BASE=busybox\nFROM ${BASE} AS build\nARG V=1\nLABEL v=$V\nFROM scratch AS unused\nFROM scratch\nCOPY --from=build /x /x\n",
     );
-    let out = run(&["parse", "--stages", "--json", "-f", &file, "--build-arg", "V=2"]);
+    let out = run(&[
+        "parse",
+        "--stages",
+        "--json",
+        "-f",
+        &file,
+        "--build-arg",
+        "V=2",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let stages = doc["stages"].as_array().unwrap();
-    let names: Vec<&str> = stages.iter().map(|s| s["name"].as_str().unwrap_or("")).collect();
+    let names: Vec<&str> = stages
+        .iter()
+        .map(|s| s["name"].as_str().unwrap_or(""))
+        .collect();
     assert_eq!(names, vec!["build", ""]);
     assert_eq!(stages[0]["base"]["image"], "busybox");
-    assert_eq!(stages[0]["steps"][1]["instruction"]["pairs"][0]["value"], "2");
+    assert_eq!(
+        stages[0]["steps"][1]["instruction"]["pairs"][0]["value"],
+        "2"
+    );
 
     let out = run(&["parse", "--stages", "-f", &file, "--target", "nope"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("target stage `nope` could not be found"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("target stage `nope` could not be found"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -160,5 +178,9 @@ fn stage_graph_errors_are_located() {
     let file = write(&dir, "Dockerfile", "FROM scratch AS a\nFROM scratch AS A\n");
     let out = run(&["parse", "--stages", "-f", &file]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).starts_with(&format!("error: {file}:2:1: duplicate stage name")), "{}", stderr(&out));
+    assert!(
+        stderr(&out).starts_with(&format!("error: {file}:2:1: duplicate stage name")),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -2,6 +2,7 @@
 //! that prints. Stdout carries data only; messages go to stderr.
 
 mod parse;
+pub mod plan;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -29,12 +30,16 @@ pub struct Cli {
 pub enum Command {
     /// Parse a Dockerfile and print its instructions as kiln reads them.
     Parse(parse::ParseArgs),
+    /// Print the derivation graph of a build: every stage and step with its
+    /// hash and inputs.
+    Plan(plan::PlanArgs),
 }
 
 /// Runs one command.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Parse(args) => parse::run(&args),
+        Command::Plan(args) => plan::run(&args),
     }
 }
 

@@ -612,25 +612,13 @@ fn heredocs_in_line(line: &str, line_no: usize) -> Result<Vec<Heredoc>, ParseErr
     // BuildKit ignores lexing errors here: such a line just has no heredocs.
     let words = lexer.process_words(line, &NoEnv).unwrap_or_default();
     let mut docs = Vec::new();
-    let mut i = 0;
-    while i < words.len() {
-        let word = &words[i];
-        i += 1;
+    for word in &words {
         let Some((fd, chomp, rest)) = heredoc_word(word) else {
             continue;
         };
-        // `<< EOF`: the delimiter is the next word.
-        let rest = if rest.is_empty() {
-            match words.get(i) {
-                Some(next) if !next.starts_with('<') => {
-                    i += 1;
-                    next.as_str()
-                }
-                _ => continue,
-            }
-        } else {
-            rest
-        };
+        if rest.is_empty() {
+            continue;
+        }
         if let Some(doc) = heredoc_from(fd, chomp, rest, line_no)? {
             docs.push(doc);
         }
@@ -638,7 +626,8 @@ fn heredocs_in_line(line: &str, line_no: usize) -> Result<Vec<Heredoc>, ParseErr
     Ok(docs)
 }
 
-/// Matches `^(\d*)<<(-?)([^<]*)$`.
+/// Matches `^(\d*)<<(-?)\s*([^<]*)$` (the lexer keeps `<< EOF` as one
+/// word, as BuildKit does since v0.22).
 fn heredoc_word(word: &str) -> Option<(u32, bool, &str)> {
     let digits = word.chars().take_while(char::is_ascii_digit).count();
     let (fd, rest) = word.split_at(digits);
@@ -647,6 +636,7 @@ fn heredoc_word(word: &str) -> Option<(u32, bool, &str)> {
         Some(r) => (true, r),
         None => (false, rest),
     };
+    let rest = rest.trim_start_matches(is_go_space);
     if rest.contains('<') {
         return None;
     }

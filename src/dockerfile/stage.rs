@@ -232,6 +232,11 @@ pub struct Step {
     pub scope: Scope,
     /// True when the step is an ONBUILD trigger inherited from the base.
     pub trigger: bool,
+    /// What its `COPY --from` / `RUN --mount from=` name, each with the
+    /// stage index it resolves to (`None`: an image reference).
+    pub from_refs: Vec<(String, Option<usize>)>,
+    /// The stage indices among `from_refs`.
+    pub from_stages: Vec<usize>,
 }
 
 /// A stage after evaluation.
@@ -377,14 +382,11 @@ fn split_stages(
     Ok((globals, stages))
 }
 
-/// The stage a `COPY --from`/`--mount from=` reference names, for the graph.
-fn references(stage: &RawStage<'_>, base: &str) -> Vec<Reference> {
-    let mut out = vec![Reference {
-        text: base.to_string(),
-        via: "FROM",
-        span: stage.from.span,
-    }];
-    let mut add = |inst: &Instruction| match inst {
+/// What one instruction reads from by name: `COPY --from` and
+/// `RUN --mount from=`.
+fn instruction_references(inst: &Instruction) -> Vec<Reference> {
+    let mut out = Vec::new();
+    match inst {
         Instruction::Copy(copy) => {
             if let Some(from) = &copy.from {
                 out.push(Reference {
@@ -406,9 +408,32 @@ fn references(stage: &RawStage<'_>, base: &str) -> Vec<Reference> {
             }
         }
         _ => {}
-    };
+    }
+    out
+}
+
+/// Every reference a stage makes, FROM first, including those of the ONBUILD
+/// triggers it inherits from a base stage (F190).
+fn references(stage: &RawStage<'_>, base: &str, parent: Option<&RawStage<'_>>) -> Vec<Reference> {
+    let mut out = vec![Reference {
+        text: base.to_string(),
+        via: "FROM",
+        span: stage.from.span,
+    }];
+    if let Some(parent) = parent {
+        for inst in &parent.body {
+            if let Instruction::Onbuild(onbuild) = inst
+                && let OnbuildTrigger::Parsed(trigger) = &onbuild.trigger
+            {
+                for mut r in instruction_references(trigger) {
+                    r.span = stage.from.span;
+                    out.push(r);
+                }
+            }
+        }
+    }
     for inst in &stage.body {
-        add(inst);
+        out.extend(instruction_references(inst));
     }
     out
 }
@@ -470,13 +495,24 @@ pub fn evaluate(
             None => None,
         });
     }
+    let bare: Vec<StageNode> = raw
+        .iter()
+        .map(|stage| StageNode {
+            name: stage.from.stage_name.clone(),
+            span: stage.from.span,
+            references: Vec::new(),
+        })
+        .collect();
     let nodes: Vec<StageNode> = raw
         .iter()
         .zip(&bases_text)
-        .map(|(stage, base)| StageNode {
-            name: stage.from.stage_name.clone(),
-            span: stage.from.span,
-            references: references(stage, base),
+        .map(|(stage, base)| {
+            let parent = graph::find_stage(&bare, base).map(|i| &raw[i]);
+            StageNode {
+                name: stage.from.stage_name.clone(),
+                span: stage.from.span,
+                references: references(stage, base, parent),
+            }
         })
         .collect();
     let graph = graph::resolve(&nodes)?;
@@ -545,10 +581,20 @@ pub fn evaluate(
                 options,
                 &mut used_args,
             )?;
+            let from_refs: Vec<(String, Option<usize>)> = instruction_references(&expanded)
+                .into_iter()
+                .map(|r| {
+                    let target = graph::find_stage(&nodes, &r.text);
+                    (r.text, target)
+                })
+                .collect();
+            let from_stages = from_refs.iter().filter_map(|(_, t)| *t).collect();
             steps.push(Step {
                 instruction: expanded,
                 scope: before,
                 trigger,
+                from_refs,
+                from_stages,
             });
         }
         done.insert(

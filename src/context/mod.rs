@@ -3,7 +3,8 @@
 //! (tonistiigi/fsutil's filter walker), and the lookup of the ignore file.
 //!
 //! This module reads the filesystem and never writes it. It does not follow
-//! symlinks below the root, does not open regular files, and does not hash.
+//! symlinks below the root. [`walk`] does not open regular files; [`hash`]
+//! hashes their content, in parallel, with a stat cache.
 //!
 //! Invariants of [`walk`]:
 //! - Every entry is below the root, relative, `/`-separated, and the list is
@@ -26,6 +27,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::dockerfile::dockerignore::{self, IgnoreError, MatchInfo, Matcher, Pruning};
+
+pub mod hash;
 
 /// A failure to read the build context or its ignore file.
 #[derive(Debug, thiserror::Error)]
