@@ -42,5 +42,8 @@ pub fn parse(input: &[u8]) -> Result<Dockerfile, ParseError> {
         .iter()
         .map(|node| instruction::from_node(node, escape))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Dockerfile { ast, instructions })
+    let dockerfile = Dockerfile { ast, instructions };
+    // Only ARG may precede the first FROM, and there must be one (F4).
+    stage::check_structure(&dockerfile)?;
+    Ok(dockerfile)
 }

@@ -345,6 +345,11 @@ struct RawStage<'a> {
 }
 
 /// Splits the instruction list at FROM lines. Only ARG may come first.
+/// Checks that only ARG precedes the first FROM and that there is one.
+pub fn check_structure(dockerfile: &Dockerfile) -> Result<(), ParseError> {
+    split_stages(dockerfile).map(|_| ())
+}
+
 fn split_stages(
     dockerfile: &Dockerfile,
 ) -> Result<(Vec<&ArgDefinition>, Vec<RawStage<'_>>), ParseError> {
@@ -817,6 +822,15 @@ fn apply(
             }
         }
         Instruction::Copy(copy) => {
+            if copy.from.as_deref().is_some_and(|f| f.contains('$')) {
+                return Err(ParseError::at(
+                    span.start,
+                    "variable expansion is not supported for --from",
+                )
+                .with_hint(
+                    "define a stage `FROM ${X} AS src` with a global ARG and use `COPY --from=src`",
+                ));
+            }
             expand_all(&mut copy.sources, expander, &env, span)?;
             copy.dest = expander.word(&copy.dest, &env, span)?;
             expand_opt(&mut copy.chown, expander, &env, span)?;
@@ -1220,6 +1234,18 @@ mod tests {
             ev.proxy_env,
             vec![("HTTP_PROXY".to_string(), "http://p".to_string())]
         );
+    }
+
+    #[test]
+    fn copy_from_with_a_variable_is_rejected() {
+        let err = eval_with(
+            "ARG X=a\nFROM scratch AS a\nFROM scratch\nCOPY --from=$X / /\n",
+            &[],
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(err.location(), (4, 1));
+        assert!(err.to_string().contains("not supported for --from"));
     }
 
     #[test]
