@@ -7,5 +7,7 @@
 
 pub mod cli;
 pub mod context;
+pub mod digest;
 pub mod dockerfile;
 pub mod plan;
+pub mod store;
