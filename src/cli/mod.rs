@@ -2,6 +2,7 @@
 //! that prints. Stdout carries data only; messages go to stderr.
 
 mod parse;
+mod store;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -29,12 +30,15 @@ pub struct Cli {
 pub enum Command {
     /// Parse a Dockerfile and print its instructions as kiln reads them.
     Parse(parse::ParseArgs),
+    /// Look after the store: path, info, add, verify, gc.
+    Store(store::StoreArgs),
 }
 
 /// Runs one command.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Parse(args) => parse::run(&args),
+        Command::Store(args) => store::run(cli.store.as_deref(), &args),
     }
 }
 
@@ -76,6 +80,13 @@ pub fn report(err: &anyhow::Error) {
     if let Some(hint) = err
         .downcast_ref::<FileError>()
         .and_then(|e| e.source.hint())
+    {
+        eprintln!("hint: {hint}");
+    }
+    if let Some(hint) = err
+        .chain()
+        .find_map(|e| e.downcast_ref::<crate::store::StoreError>())
+        .and_then(crate::store::StoreError::hint)
     {
         eprintln!("hint: {hint}");
     }

@@ -201,9 +201,11 @@ impl StoreError {
             }
             _ => return None,
         };
-        match io.raw_os_error() {
-            Some(libc::ENOSPC) | Some(libc::EDQUOT) => Some(DISK_FULL.to_string()),
-            Some(libc::EROFS) | Some(libc::EACCES) | Some(libc::EPERM) => {
+        use std::io::ErrorKind;
+        match (io.kind(), io.raw_os_error()) {
+            (ErrorKind::StorageFull | ErrorKind::QuotaExceeded, _)
+            | (_, Some(libc::ENOSPC) | Some(libc::EDQUOT)) => Some(DISK_FULL.to_string()),
+            (_, _) if StoreError::is_not_writable(io) => {
                 Some("the store is not writable: point `--store` at a writable directory".into())
             }
             _ => None,
@@ -213,7 +215,11 @@ impl StoreError {
     /// Whether the error means the store's filesystem refused a write
     /// because it is read-only or not ours.
     pub(crate) fn is_not_writable(err: &std::io::Error) -> bool {
+        use std::io::ErrorKind;
         matches!(
+            err.kind(),
+            ErrorKind::ReadOnlyFilesystem | ErrorKind::PermissionDenied
+        ) || matches!(
             err.raw_os_error(),
             Some(libc::EROFS) | Some(libc::EACCES) | Some(libc::EPERM)
         )

@@ -42,7 +42,8 @@ pub(crate) fn write_hashed(
             }
         };
         update(&buf[..n]);
-        temp.write_all(&buf[..n])
+        temp.as_file_mut()
+            .write_all(&buf[..n])
             .map_err(|source| StoreError::Write {
                 path: temp.path().to_path_buf(),
                 source,
