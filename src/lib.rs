@@ -8,6 +8,8 @@
 pub mod cli;
 pub mod context;
 pub mod derivation;
+pub mod digest;
 pub mod dockerfile;
 pub mod image;
 pub mod plan;
+pub mod store;

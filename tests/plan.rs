@@ -50,8 +50,14 @@ fn make_context(dir: &Path) {
 
 /// Step hashes by (stage name, line) and stage hashes by name.
 fn plan_hashes(dir: &Path, extra: &[&str]) -> BTreeMap<String, String> {
+    let store = tempfile::tempdir().unwrap();
+    plan_hashes_in(dir, store.path(), extra)
+}
+
+fn plan_hashes_in(dir: &Path, store: &Path, extra: &[&str]) -> BTreeMap<String, String> {
     let mut cmd = kiln();
     cmd.current_dir(dir)
+        .env("KILN_STORE", store)
         .args([
             "plan",
             "--json",
@@ -220,14 +226,74 @@ fn a_missing_copy_source_names_the_line() {
     let dir = tempfile::tempdir().unwrap();
     make_context(dir.path());
     std::fs::remove_file(dir.path().join("go.mod")).unwrap();
+    let store = tempfile::tempdir().unwrap();
     let out = kiln()
         .current_dir(dir.path())
+        .env("KILN_STORE", store.path())
         .args(["plan", "--build-arg", &format!("BASE={BASE}"), "."])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr(&out).contains("Dockerfile:4:1: `go.mod` not found in the build context"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn the_stat_cache_never_hides_an_edit() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = tempfile::tempdir().unwrap();
+    make_context(dir.path());
+    let first = plan_hashes_in(dir.path(), store.path(), &[]);
+    assert_eq!(first, plan_hashes_in(dir.path(), store.path(), &[]));
+    // Same size, mtime put back: only ctime and content tell.
+    let path = dir.path().join("main.go");
+    let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+    std::fs::write(&path, "package mainX").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    let second = plan_hashes_in(dir.path(), store.path(), &[]);
+    assert!(changed(&first, &second).contains(&"build:11".to_string()));
+}
+
+#[test]
+fn planned_derivations_can_be_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = tempfile::tempdir().unwrap();
+    make_context(dir.path());
+    let hashes = plan_hashes_in(dir.path(), store.path(), &[]);
+    let step = &hashes["build:11"];
+    let out = kiln()
+        .env("KILN_STORE", store.path())
+        .args(["show-derivation", step])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("kiln-drv-v1\nkind 4:step\n"), "{text}");
+    assert!(text.contains("7:main.go"), "{text}");
+    assert_eq!(
+        &format!("blake3:{}", blake3::hash(text.as_bytes()).to_hex()),
+        step
+    );
+
+    let out = kiln()
+        .env("KILN_STORE", store.path())
+        .args([
+            "show-derivation",
+            "blake3:0000000000000000000000000000000000000000000000000000000000000000",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("not in the store"),
         "{}",
         stderr(&out)
     );

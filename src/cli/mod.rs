@@ -3,6 +3,8 @@
 
 mod parse;
 pub mod plan;
+mod show;
+mod store;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -33,13 +35,19 @@ pub enum Command {
     /// Print the derivation graph of a build: every stage and step with its
     /// hash and inputs.
     Plan(plan::PlanArgs),
+    /// Print one derivation's canonical form, as recorded by `kiln plan`.
+    ShowDerivation(show::ShowArgs),
+    /// Look after the store: path, info, add, verify, gc.
+    Store(store::StoreArgs),
 }
 
 /// Runs one command.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Parse(args) => parse::run(&args),
-        Command::Plan(args) => plan::run(&args),
+        Command::Plan(args) => plan::run(cli.store.as_deref(), &args),
+        Command::ShowDerivation(args) => show::run(cli.store.as_deref(), &args),
+        Command::Store(args) => store::run(cli.store.as_deref(), &args),
     }
 }
 
@@ -103,6 +111,13 @@ pub fn report(err: &anyhow::Error) {
     if let Some(hint) = err
         .downcast_ref::<FileError>()
         .and_then(|e| e.source.hint())
+    {
+        eprintln!("hint: {hint}");
+    }
+    if let Some(hint) = err
+        .chain()
+        .find_map(|e| e.downcast_ref::<crate::store::StoreError>())
+        .and_then(crate::store::StoreError::hint)
     {
         eprintln!("hint: {hint}");
     }

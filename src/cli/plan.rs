@@ -7,10 +7,17 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
 use super::FileError;
+use crate::context::hash::{StatCache, StatKey};
 use crate::context::{self, hash as context_hash};
+use crate::digest::{Blake3Digest, Sha256Digest};
 use crate::dockerfile::{self, ParseError, stage};
 use crate::plan::{self, Plan, PlanError, Resolver};
+use crate::store::{DerivationKind, StatEntry, Store};
 
 /// The inputs every building command shares (`plan`, later `build`, `lock`).
 #[derive(Debug, Args, Clone)]
@@ -57,24 +64,57 @@ pub struct PlanArgs {
     pub json: bool,
 }
 
-/// Resolves images by digest only: `name@sha256:<hex>` (local image names
-/// are looked up in the store once it holds images).
-struct DigestResolver;
+/// Resolves base images: `name@sha256:<hex>` by its digest, else a local
+/// image (`name[:tag]`, tag `latest` by default) from the store. Registries
+/// come with the image issue (#5).
+pub struct StoreResolver<'a> {
+    /// The store holding local images.
+    pub store: &'a Store,
+}
 
-impl Resolver for DigestResolver {
+/// Splits `name[:tag]` (a `:` after the last `/` starts the tag).
+pub fn split_tag(reference: &str) -> (&str, &str) {
+    let slash = reference.rfind('/').map_or(0, |i| i + 1);
+    match reference[slash..].rfind(':') {
+        Some(i) => (&reference[..slash + i], &reference[slash + i + 1..]),
+        None => (reference, "latest"),
+    }
+}
+
+impl Resolver for StoreResolver<'_> {
     fn resolve(&self, reference: &str) -> Result<String, String> {
-        match reference.rsplit_once('@') {
-            Some((_, digest))
-                if digest.len() == 71
-                    && digest.starts_with("sha256:")
-                    && digest[7..]
-                        .bytes()
-                        .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) =>
-            {
-                Ok(digest.to_string())
-            }
-            _ => Err("kiln needs the image by digest (`name@sha256:...`)".into()),
+        if let Some((_, digest)) = reference.rsplit_once('@') {
+            return digest
+                .parse::<Sha256Digest>()
+                .map(|d| d.to_string())
+                .map_err(|e| format!("bad digest `{digest}`: {e}"));
         }
+        let (name, tag) = split_tag(reference);
+        match self.store.image(name, tag) {
+            Ok(Some(image)) => Ok(image.manifest.to_string()),
+            Ok(None) => Err(format!(
+                "no local image `{name}:{tag}` in the store, and kiln does not pull from registries yet"
+            )),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+/// The store's stat cache, loaded for the paths of one context walk.
+struct LoadedCache {
+    entries: BTreeMap<PathBuf, StatEntry>,
+}
+
+impl StatCache for LoadedCache {
+    fn lookup(&self, path: &Path, key: &StatKey) -> Option<String> {
+        let e = self.entries.get(path)?;
+        let same = e.dev == key.dev
+            && e.inode == key.inode
+            && e.size == key.size
+            && i128::from(e.mtime_ns) == key.mtime_ns
+            && i128::from(e.ctime_ns) == key.ctime_ns
+            && e.mode == key.mode;
+        same.then(|| e.hash.to_string())
     }
 }
 
@@ -92,8 +132,10 @@ fn located(file: &Path, line: usize, message: String) -> FileError {
     FileError::new(file, ParseError::at(line, message))
 }
 
-/// Reads the Dockerfile and context and plans the build.
-pub fn make_plan(flags: &BuildFlags, resolver: &dyn Resolver) -> anyhow::Result<Planned> {
+/// Reads the Dockerfile and context and plans the build; context hashes go
+/// through the store's stat cache.
+pub fn make_plan(flags: &BuildFlags, store: &Store) -> anyhow::Result<Planned> {
+    let resolver = StoreResolver { store };
     let file = flags.dockerfile();
     let bytes =
         std::fs::read(&file).with_context(|| format!("failed to read {}", file.display()))?;
@@ -112,12 +154,47 @@ pub fn make_plan(flags: &BuildFlags, resolver: &dyn Resolver) -> anyhow::Result<
     } else {
         context_hash::Modes::Masked
     };
-    let (files, _fresh) =
-        context_hash::hash(&flags.context, &entries, &context_hash::NoCache, modes)?;
+    let root = std::fs::canonicalize(&flags.context).with_context(|| {
+        format!(
+            "failed to open the build context {}",
+            flags.context.display()
+        )
+    })?;
+    let paths: Vec<PathBuf> = entries
+        .iter()
+        .filter(|e| matches!(e.kind, context::EntryKind::File))
+        .map(|e| root.join(&e.path))
+        .collect();
+    let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+    let cache = LoadedCache {
+        entries: store
+            .stat_cache_get(&refs)?
+            .into_iter()
+            .flatten()
+            .map(|e| (e.path.clone(), e))
+            .collect(),
+    };
+    let (files, fresh) = context_hash::hash(&root, &entries, &cache, modes)?;
+    let fresh: Vec<StatEntry> = fresh
+        .into_iter()
+        .filter_map(|f| {
+            Some(StatEntry {
+                path: f.path,
+                dev: f.key.dev,
+                inode: f.key.inode,
+                size: f.key.size,
+                mtime_ns: i64::try_from(f.key.mtime_ns).ok()?,
+                ctime_ns: i64::try_from(f.key.ctime_ns).ok()?,
+                mode: f.key.mode,
+                hash: f.hash.parse().ok()?,
+            })
+        })
+        .collect();
+    store.stat_cache_put(&fresh)?;
     let plan = plan::plan(
         &evaluation,
         &files,
-        resolver,
+        &resolver,
         flags.source_date_epoch.unwrap_or(0),
     )
     .map_err(|e: PlanError| {
@@ -142,14 +219,102 @@ pub fn make_plan(flags: &BuildFlags, resolver: &dyn Resolver) -> anyhow::Result<
     })
 }
 
-pub(super) fn run(args: &PlanArgs) -> anyhow::Result<ExitCode> {
-    let planned = make_plan(&args.build, &DigestResolver)?;
+/// Records every derivation of the plan in the store (like
+/// `nix-instantiate` writing `.drv` files), each after those it refers to,
+/// so `kiln show-derivation` can print them.
+pub fn record(store: &Store, plan: &Plan) -> anyhow::Result<()> {
+    let hashes: Vec<Blake3Digest> = plan.stages.iter().map(|s| s.derivation.hash).collect();
+    ensure_stages(store, plan, &hashes)
+}
+
+/// Records the stage derivations among `hashes`, after everything they
+/// refer to (their steps, base stage, and the stages those read from).
+fn ensure_stages(store: &Store, plan: &Plan, hashes: &[Blake3Digest]) -> anyhow::Result<()> {
+    for hash in hashes {
+        let Some(stage) = plan.stages.iter().find(|s| s.derivation.hash == *hash) else {
+            continue;
+        };
+        if store.derivation(hash)?.is_some() {
+            continue;
+        }
+        let label = stage
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("#{}", stage.index));
+        let mut refs: Vec<Blake3Digest> = Vec::new();
+        if let Ok(base) = stage.base.parse::<Blake3Digest>() {
+            ensure_stages(store, plan, &[base])?;
+            refs.push(base);
+        }
+        let mut previous = refs.first().copied();
+        for step in &stage.steps {
+            ensure_stages(store, plan, &step.stage_inputs)?;
+            refs.extend(step.stage_inputs.iter().copied());
+            if let Some(drv) = &step.derivation {
+                let mut step_refs = step.stage_inputs.clone();
+                step_refs.extend(previous);
+                store.record_derivation(
+                    &drv.hash,
+                    &drv.bytes,
+                    DerivationKind::Step,
+                    &label,
+                    &drv.name,
+                    &step_refs,
+                )?;
+                refs.push(drv.hash);
+                previous = Some(drv.hash);
+            }
+        }
+        let drv = &stage.derivation;
+        store.record_derivation(
+            &drv.hash,
+            &drv.bytes,
+            DerivationKind::Stage,
+            &label,
+            &drv.name,
+            &refs,
+        )?;
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct JsonPlan<'a> {
+    #[serde(flatten)]
+    plan: &'a Plan,
+    /// Derivations whose output is already in the store.
+    stored: Vec<Blake3Digest>,
+}
+
+pub(super) fn run(store_flag: Option<&Path>, args: &PlanArgs) -> anyhow::Result<ExitCode> {
+    let store = Store::open(&super::store::root(store_flag)?)?;
+    let planned = make_plan(&args.build, &store)?;
+    record(&store, &planned.plan)?;
+    let mut stored = Vec::new();
+    for drv in planned.plan.derivations() {
+        if store.output(&drv.hash)?.is_some() {
+            stored.push(drv.hash);
+        }
+    }
     let mut out = std::io::stdout().lock();
     if args.json {
-        serde_json::to_writer_pretty(&mut out, &planned.plan)?;
+        serde_json::to_writer_pretty(
+            &mut out,
+            &JsonPlan {
+                plan: &planned.plan,
+                stored,
+            },
+        )?;
         writeln!(out)?;
         return Ok(ExitCode::SUCCESS);
     }
+    let status = |hash: &Blake3Digest| {
+        if stored.contains(hash) {
+            "stored"
+        } else {
+            "missing"
+        }
+    };
     for stage in &planned.plan.stages {
         let name = stage
             .name
@@ -160,10 +325,18 @@ pub(super) fn run(args: &PlanArgs) -> anyhow::Result<ExitCode> {
         } else {
             ""
         };
-        writeln!(out, "stage {name}{target} {}", stage.derivation.hash)?;
+        writeln!(
+            out,
+            "stage {name}{target} {} {}",
+            stage.derivation.hash,
+            status(&stage.derivation.hash)
+        )?;
         writeln!(out, "  from {}", stage.base)?;
         for step in &stage.steps {
-            let hash = step.derivation.as_ref().map_or("-", |d| d.hash.as_str());
+            let hash = step.derivation.as_ref().map_or_else(
+                || "-".to_string(),
+                |d| format!("{} {}", d.hash, status(&d.hash)),
+            );
             writeln!(out, "  {:>5} {:<11} {hash}", step.span.start, step.keyword)?;
             if !step.context_files.is_empty() {
                 writeln!(

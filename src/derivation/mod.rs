@@ -23,6 +23,8 @@ use std::fmt;
 
 use serde::Serialize;
 
+use crate::digest::Blake3Digest;
+
 /// The version tag every encoding starts with.
 pub const VERSION: &str = "kiln-drv-v1";
 
@@ -56,8 +58,8 @@ pub struct Derivation {
     /// The canonical encoding.
     #[serde(skip)]
     pub bytes: Vec<u8>,
-    /// `blake3:<hex>` of `bytes`.
-    pub hash: String,
+    /// The blake3 hash of `bytes`.
+    pub hash: Blake3Digest,
 }
 
 impl Derivation {
@@ -69,7 +71,7 @@ impl Derivation {
 
 impl fmt::Display for Derivation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.hash)
+        write!(f, "{}", self.hash)
     }
 }
 
@@ -165,7 +167,7 @@ impl Encoder {
 
     /// Seals the encoding and names it.
     pub fn finish(self, name: impl Into<String>) -> Derivation {
-        let hash = format!("blake3:{}", blake3::hash(&self.buf).to_hex());
+        let hash = Blake3Digest::of(&self.buf);
         Derivation {
             kind: self.kind,
             name: name.into(),
@@ -209,7 +211,7 @@ mod tests {
         inputs [1]
         - 4:file 5:a.txt 3:644
         "#);
-        insta::assert_snapshot!(drv.hash, @"blake3:430c40273f276cbbb586149d62438227b0c557478d35fc1baaf18ecc610ec6b3");
+        insta::assert_snapshot!(drv.hash.to_string(), @"blake3:430c40273f276cbbb586149d62438227b0c557478d35fc1baaf18ecc610ec6b3");
     }
 
     #[test]

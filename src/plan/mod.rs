@@ -20,6 +20,7 @@ pub mod select;
 use serde::Serialize;
 
 use crate::derivation::{Derivation, Encoder, Kind};
+use crate::digest::Blake3Digest;
 use crate::dockerfile::Span;
 use crate::dockerfile::instruction::Instruction;
 use crate::dockerfile::stage::{Base, Evaluation, Stage};
@@ -115,7 +116,7 @@ pub struct PlannedStep {
     /// The context files it selects (paths).
     pub context_files: Vec<String>,
     /// Stage derivations it reads from (`COPY --from`, `--mount from`).
-    pub stage_inputs: Vec<String>,
+    pub stage_inputs: Vec<Blake3Digest>,
 }
 
 /// A planned stage.
@@ -265,7 +266,7 @@ fn plan_stage<'a>(
             .expect("dependencies are planned first")
             .derivation
             .hash
-            .clone(),
+            .to_string(),
     };
     let label = stage
         .name
@@ -341,9 +342,8 @@ fn plan_stage<'a>(
                     let hash = lookup(*i)
                         .expect("dependencies are planned first")
                         .derivation
-                        .hash
-                        .clone();
-                    inputs.push(vec!["stage".into(), text_ref.clone(), hash.clone()]);
+                        .hash;
+                    inputs.push(vec!["stage".into(), text_ref.clone(), hash.to_string()]);
                     stage_inputs.push(hash);
                 }
                 None => {
@@ -391,14 +391,14 @@ fn plan_stage<'a>(
             enc.finish(format!("{label}: {}", summary(inst, &text)))
         });
         if let Some(d) = &derivation {
-            parent = d.hash.clone();
+            parent = d.hash.to_string();
         }
         records.push(vec![
             inst.keyword().to_string(),
             text,
             derivation
                 .as_ref()
-                .map(|d| d.hash.clone())
+                .map(|d| d.hash.to_string())
                 .unwrap_or_default(),
         ]);
         steps.push(PlannedStep {
