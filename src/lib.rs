@@ -9,3 +9,4 @@ pub mod cli;
 pub mod context;
 pub mod dockerfile;
 pub mod plan;
+pub mod sandbox;

@@ -2,6 +2,7 @@
 //! that prints. Stdout carries data only; messages go to stderr.
 
 mod parse;
+mod run;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -29,12 +30,21 @@ pub struct Cli {
 pub enum Command {
     /// Parse a Dockerfile and print its instructions as kiln reads them.
     Parse(parse::ParseArgs),
+    /// Run a command in the sandbox over a root filesystem directory.
+    Run(run::RunArgs),
+    /// The sandbox's child side (internal: spawned by kiln itself).
+    #[command(name = "__sandbox-init", hide = true)]
+    SandboxInit,
 }
 
 /// Runs one command.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Parse(args) => parse::run(&args),
+        Command::Run(args) => run::run(&args),
+        Command::SandboxInit => Ok(ExitCode::from(
+            u8::try_from(crate::sandbox::init::main()).unwrap_or(1),
+        )),
     }
 }
 
@@ -76,6 +86,12 @@ pub fn report(err: &anyhow::Error) {
     if let Some(hint) = err
         .downcast_ref::<FileError>()
         .and_then(|e| e.source.hint())
+    {
+        eprintln!("hint: {hint}");
+    }
+    if let Some(hint) = err
+        .downcast_ref::<crate::sandbox::SandboxError>()
+        .and_then(crate::sandbox::SandboxError::hint)
     {
         eprintln!("hint: {hint}");
     }
