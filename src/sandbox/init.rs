@@ -273,10 +273,17 @@ impl Mounter<'_> {
             File::create(&host).map_err(io_setup_err(op))?;
         }
         if !self.fresh.iter().any(|f| inside.starts_with(f)) {
-            self.report.send(&Report::Stub {
-                path: top,
-                parent_mtime,
-            });
+            // Every created component, top first: the parent removes them
+            // deepest first, each only if still empty.
+            let mut created = vec![inside.to_path_buf()];
+            let mut p = inside;
+            while p != top {
+                p = p.parent().unwrap_or(&top);
+                created.push(p.to_path_buf());
+            }
+            for path in created.into_iter().rev() {
+                self.report.send(&Report::Stub { path, parent_mtime });
+            }
         }
         Ok(host)
     }

@@ -162,7 +162,8 @@ pub enum MountKind {
         /// Size limit in bytes (the kernel's default, half of RAM, if none).
         size: Option<u64>,
     },
-    /// A persistent cache directory on the host, read-write.
+    /// A persistent cache directory on the host, read-write. If the caller
+    /// owns it, [`run`] gives it to root inside (the shifted root id).
     Cache {
         /// The host directory.
         source: PathBuf,
@@ -526,6 +527,19 @@ fn run_inner(
     }
     std::fs::set_permissions(&spec.upper, std::fs::Permissions::from_mode(mode))
         .map_err(host_err("chmod", &spec.upper))?;
+
+    // A fresh cache dir (owned by the caller) belongs to root inside, as
+    // BuildKit's cache mounts do by default.
+    let me = nix::unistd::geteuid().as_raw();
+    for m in &spec.mounts {
+        if let MountKind::Cache { source } = &m.kind {
+            let meta = std::fs::metadata(source).map_err(host_err("stat", source))?;
+            if meta.uid() == me && root_uid != Some(me) {
+                std::os::unix::fs::chown(source, root_uid, root_gid)
+                    .map_err(host_err("chown", source))?;
+            }
+        }
+    }
 
     // Scratch: the new root's mount point and the generated /etc files.
     let scratch = tempfile::Builder::new()
