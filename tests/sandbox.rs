@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::require_sandbox;
 use kiln::sandbox::{
     self, Change, ChangeKind, ExitStatus, IdMap, Mount, MountKind, Network, Outcome, SandboxError,
-    Spec,
+    Spec, Upper,
 };
 
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -48,8 +48,10 @@ impl Step {
     fn spec(&self, script: &str) -> Spec {
         let mut spec = Spec::new(
             env!("CARGO_BIN_EXE_kiln").into(),
-            self.upper(),
-            self.dir.path().join("work"),
+            Upper::Dir {
+                upper: self.upper(),
+                work: self.dir.path().join("work"),
+            },
             vec!["/bin/sh".into(), "-c".into(), script.into()],
         );
         spec.lower = vec![self.rootfs.clone()];

@@ -1,5 +1,5 @@
 //! `kiln run`: a command in the sandbox over a root filesystem directory (an
-//! overlay with a throwaway upper dir), output streamed, exiting with the
+//! overlay with a throwaway upper dir in a tmpfs), output streamed, exiting with the
 //! command's status. `kiln run IMAGE` comes with the image store: IMAGE will be
 //! the positional argument, `--rootfs` its alternative.
 
@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 
-use crate::sandbox::{self, Network, Output, Spec};
+use crate::sandbox::{self, Network, Output, Spec, Upper};
 
 /// Arguments of `kiln run`.
 #[derive(Debug, Args)]
@@ -44,14 +44,6 @@ pub struct RunArgs {
 /// Runs `kiln run`.
 pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let helper = std::env::current_exe().context("failed to find the kiln executable")?;
-    let scratch = tempfile::Builder::new()
-        .prefix("kiln-run-")
-        .tempdir()
-        .context("failed to create a temporary directory")?;
-    let (upper, work) = (scratch.path().join("upper"), scratch.path().join("work"));
-    std::fs::create_dir(&upper).with_context(|| format!("failed to create {}", upper.display()))?;
-    std::fs::create_dir(&work).with_context(|| format!("failed to create {}", work.display()))?;
-
     let mut env = vec![("PATH".to_owned(), sandbox::DEFAULT_PATH.to_owned())];
     for kv in &args.env {
         let (k, v) = kv
@@ -60,7 +52,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         env.retain(|(key, _)| key != k);
         env.push((k.to_owned(), v.to_owned()));
     }
-    let mut spec = Spec::new(helper, upper, work.clone(), args.command.clone());
+    // The command's writes go to a tmpfs inside the sandbox and die with it.
+    let mut spec = Spec::new(helper, Upper::Ephemeral, args.command.clone());
     spec.lower = vec![args.rootfs.clone()];
     spec.env = env;
     spec.cwd = args.workdir.clone();
@@ -73,14 +66,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     spec.time_limit = args.timeout.map(Duration::from_secs_f64);
     spec.output = Output::Inherit;
 
-    let outcome = sandbox::run(&spec);
-    // overlayfs leaves work/work with mode 000; let remove_dir_all in.
-    let _ = std::fs::set_permissions(
-        work.join("work"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o700),
-    );
-    let outcome = outcome?;
-    drop(scratch);
+    let outcome = sandbox::run(&spec)?;
     let code = outcome.status.code();
     Ok(ExitCode::from(u8::try_from(code & 0xff).unwrap_or(1)))
 }

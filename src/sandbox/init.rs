@@ -296,20 +296,123 @@ impl Mounter<'_> {
                 mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_SLAVE, none)
                     .map_err(setup_err("mount --make-rslave /"))?;
             }
+            MountOp::Scratch { files } => {
+                let scratch = Path::new(super::plan::SCRATCH);
+                let at = scratch.parent().unwrap_or(Path::new("/tmp"));
+                mount(
+                    Some("tmpfs"),
+                    at,
+                    Some("tmpfs"),
+                    MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                    Some("mode=0755"),
+                )
+                .map_err(setup_err(format!(
+                    "mount scratch tmpfs on {}",
+                    at.display()
+                )))?;
+                for dir in ["root", "empty", "etc", "stubs", "upper", "work"] {
+                    std::fs::create_dir_all(scratch.join(dir)).map_err(io_setup_err(format!(
+                        "create {}",
+                        scratch.join(dir).display()
+                    )))?;
+                }
+                for (name, contents) in files {
+                    let path = scratch.join("etc").join(name);
+                    std::fs::write(&path, contents)
+                        .map_err(io_setup_err(format!("write {}", path.display())))?;
+                }
+            }
+            MountOp::Stubs {
+                layer,
+                lower,
+                stubs,
+            } => {
+                let lower: Vec<PathBuf> = lower.iter().map(|l| self.source(l)).collect();
+                let mut mtimes = Vec::new();
+                for stub in stubs {
+                    let rel: PathBuf = stub
+                        .path
+                        .components()
+                        .filter(|c| matches!(c, Component::Normal(_)))
+                        .collect();
+                    let mut parent = PathBuf::new();
+                    for comp in rel.parent().unwrap_or(Path::new("")).components() {
+                        parent.push(comp);
+                        let dst = layer.join(&parent);
+                        if dst.exists() {
+                            continue;
+                        }
+                        let op = format!("create stub dir {}", dst.display());
+                        std::fs::create_dir(&dst).map_err(io_setup_err(op.clone()))?;
+                        let image_dir = lower
+                            .iter()
+                            .find_map(|l| std::fs::symlink_metadata(l.join(&parent)).ok());
+                        if let Some(m) = image_dir.filter(|m| m.is_dir()) {
+                            std::fs::set_permissions(
+                                &dst,
+                                std::fs::Permissions::from_mode(m.mode() & 0o7777),
+                            )
+                            .map_err(io_setup_err(op.clone()))?;
+                            std::os::unix::fs::lchown(&dst, Some(m.uid()), Some(m.gid()))
+                                .map_err(io_setup_err(op))?;
+                            mtimes.push((dst, (m.mtime(), m.mtime_nsec())));
+                        }
+                    }
+                    let dst = layer.join(&rel);
+                    let is_dir = match &stub.like {
+                        None => true,
+                        Some(source) => std::fs::metadata(self.source(source))
+                            .map_err(io_setup_err(format!(
+                                "stat bind source {}",
+                                source.display()
+                            )))?
+                            .is_dir(),
+                    };
+                    let op = format!("create stub {}", dst.display());
+                    if is_dir {
+                        std::fs::create_dir_all(&dst).map_err(io_setup_err(op))?;
+                    } else {
+                        File::create(&dst).map_err(io_setup_err(op))?;
+                    }
+                }
+                // Last, deepest first: creating entries moved the parents' mtimes.
+                for (dir, mtime) in mtimes.iter().rev() {
+                    sys::set_mtime(dir, *mtime)
+                        .map_err(io_setup_err(format!("set mtime of {}", dir.display())))?;
+                }
+            }
             MountOp::Overlay {
                 lower,
                 upper,
                 work,
                 root,
             } => {
+                let scratch = Path::new(super::plan::SCRATCH);
+                if upper.starts_with(scratch) {
+                    // An ephemeral upper is the step's `/`: give it the top
+                    // image layer's root mode and owner (seen from inside).
+                    let top = lower.iter().find(|l| !l.starts_with(scratch));
+                    let (mode, uid, gid) = match top.map(|t| std::fs::metadata(self.source(t))) {
+                        Some(Ok(m)) => (m.mode() & 0o7777, m.uid(), m.gid()),
+                        _ => (0o755, 0, 0),
+                    };
+                    let op = format!("set up {}", upper.display());
+                    std::fs::set_permissions(upper, std::fs::Permissions::from_mode(mode))
+                        .map_err(io_setup_err(op.clone()))?;
+                    std::os::unix::fs::lchown(upper, Some(uid), Some(gid))
+                        .map_err(io_setup_err(op))?;
+                }
                 let lower: Vec<String> = lower
                     .iter()
                     .map(|l| self.source(l).to_string_lossy().into_owned())
                     .collect();
                 // userxattr: in a user namespace overlayfs may not use
                 // trusted.* xattrs; opaque dirs get user.overlay.opaque.
+                // volatile (overlayfs.rst): no syncs of the upper fs, above
+                // all not the whole-filesystem sync at unmount, which cost
+                // tens of ms per step; the store fsyncs what it ingests.
                 let data = format!(
-                    "lowerdir={},upperdir={},workdir={},userxattr",
+                    "lowerdir={},upperdir={},workdir={},userxattr,volatile",
                     lower.join(":"),
                     self.source(upper).display(),
                     self.source(work).display()
@@ -490,7 +593,11 @@ fn pid1(req: &Request, report: &Reporter) -> Result<ExitStatus, WireError> {
             MountOp::Bind { source, .. } if !source.starts_with("/dev") => vec![source],
             _ => continue,
         };
-        for p in paths {
+        // Scratch paths exist only once the scratch tmpfs is up.
+        for p in paths
+            .into_iter()
+            .filter(|p| !p.starts_with(super::plan::SCRATCH))
+        {
             let fd = nix::fcntl::open(p, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
                 .map_err(setup_err(format!("open {}", p.display())))?;
             sources.push((p.clone(), fd));

@@ -12,8 +12,8 @@
 //!
 //! # How a run goes
 //! 1. [`run`] (this process) computes the id map ([`IdMap::for_invoker`]) and
-//!    the mount plan ([`plan::plan`], data), writes the generated `/etc/hosts`,
-//!    `/etc/hostname` and `/etc/resolv.conf` into a scratch dir, and spawns the
+//!    the mount plan ([`plan::plan`], data, generated `/etc/hosts`,
+//!    `/etc/hostname` and `/etc/resolv.conf` included), and spawns the
 //!    helper binary as `kiln __sandbox-init`, sending it the request as JSON on
 //!    its stdin. Reports come back as JSON lines on fd 3.
 //! 2. The helper ([`init`]) is a fresh single-threaded process: it unshares the
@@ -39,7 +39,6 @@ pub mod plan;
 mod sys;
 pub mod user;
 
-use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -72,11 +71,8 @@ pub struct Spec {
     /// The read-only layer trees, **bottom first** (base image first, as in an
     /// OCI manifest). May be empty (the step starts from an empty root).
     pub lower: Vec<PathBuf>,
-    /// This step's overlay upper dir: empty, existing. Its root takes the
-    /// owner and mode of the top lower dir's root (it is the step's `/`).
-    pub upper: PathBuf,
-    /// The overlay work dir: empty, existing, on the same filesystem as `upper`.
-    pub work: PathBuf,
+    /// Where the step's writes go.
+    pub upper: Upper,
     /// The command; `argv[0]` is looked up in `PATH` (from `env`, else
     /// [`DEFAULT_PATH`]) when it has no `/`.
     pub argv: Vec<String>,
@@ -108,12 +104,11 @@ pub struct Spec {
 impl Spec {
     /// A spec with the defaults: no lower dirs, cwd `/`, root, the default
     /// hostname, network off, no mounts, no time limit, output collected.
-    pub fn new(helper: PathBuf, upper: PathBuf, work: PathBuf, argv: Vec<String>) -> Spec {
+    pub fn new(helper: PathBuf, upper: Upper, argv: Vec<String>) -> Spec {
         Spec {
             helper,
             lower: Vec::new(),
             upper,
-            work,
             argv,
             env: Vec::new(),
             cwd: PathBuf::from("/"),
@@ -125,6 +120,23 @@ impl Spec {
             output: Output::Collect,
         }
     }
+}
+
+/// Where a step's writes go: the overlay's upper (and work) dir.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Upper {
+    /// Host directories, for a step whose change set is captured
+    /// ([`capture()`] walks `upper` afterwards).
+    Dir {
+        /// The upper dir: empty, existing. Its root takes the owner and mode
+        /// of the top lower dir's root (it is the step's `/`).
+        upper: PathBuf,
+        /// The overlay work dir: empty, existing, on the same filesystem.
+        work: PathBuf,
+    },
+    /// A tmpfs inside the sandbox that dies with it (`kiln run`): nothing is
+    /// written on the host.
+    Ephemeral,
 }
 
 /// The network switch.
@@ -483,27 +495,6 @@ fn validate(spec: &Spec) -> Result<(), SandboxError> {
     Ok(())
 }
 
-/// The generated files, bind-mounted (never captured).
-fn write_generated(spec: &Spec, dir: &Path) -> Result<(), SandboxError> {
-    let hosts = format!(
-        "127.0.0.1\tlocalhost {h}\n::1\tlocalhost ip6-localhost ip6-loopback {h}\n",
-        h = spec.hostname
-    );
-    let files = [
-        ("hosts", hosts),
-        ("hostname", format!("{}\n", spec.hostname)),
-        // Network off: no name servers at all, so nothing resolves.
-        ("resolv.conf", String::new()),
-    ];
-    for (name, contents) in files {
-        let path = dir.join(name);
-        std::fs::write(&path, contents).map_err(host_err("write", &path))?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
-            .map_err(host_err("chmod", &path))?;
-    }
-    Ok(())
-}
-
 fn run_inner(
     spec: &Spec,
     output: Output,
@@ -522,11 +513,13 @@ fn run_inner(
         }
         None => (0o755, root_uid, root_gid),
     };
-    for dir in [&spec.upper, &spec.work] {
-        std::os::unix::fs::chown(dir, uid, gid).map_err(host_err("chown", dir))?;
+    if let Upper::Dir { upper, work } = &spec.upper {
+        for dir in [upper, work] {
+            std::os::unix::fs::chown(dir, uid, gid).map_err(host_err("chown", dir))?;
+        }
+        std::fs::set_permissions(upper, std::fs::Permissions::from_mode(mode))
+            .map_err(host_err("chmod", upper))?;
     }
-    std::fs::set_permissions(&spec.upper, std::fs::Permissions::from_mode(mode))
-        .map_err(host_err("chmod", &spec.upper))?;
 
     // A fresh cache dir (owned by the caller) belongs to root inside, as
     // BuildKit's cache mounts do by default.
@@ -541,39 +534,7 @@ fn run_inner(
         }
     }
 
-    // Scratch: the new root's mount point and the generated /etc files.
-    let scratch = tempfile::Builder::new()
-        .prefix(".kiln-sandbox-")
-        .tempdir()
-        .map_err(host_err(
-            "create a temporary directory in",
-            &std::env::temp_dir(),
-        ))?;
-    let root = scratch.path().join("root");
-    let etc = scratch.path().join("etc");
-    let empty = scratch.path().join("empty");
-    for dir in [&root, &etc, &empty] {
-        std::fs::create_dir(dir).map_err(host_err("create", dir))?;
-    }
-    write_generated(spec, &etc)?;
-    for p in [
-        scratch.path(),
-        &root,
-        &etc,
-        &empty,
-        &etc.join("hosts"),
-        &etc.join("hostname"),
-        &etc.join("resolv.conf"),
-    ] {
-        std::os::unix::fs::chown(p, root_uid, root_gid).map_err(host_err("chown", p))?;
-    }
-    let plan = plan::plan(
-        spec,
-        &root,
-        &etc,
-        &empty,
-        Path::new(HOST_CA_BUNDLE).exists(),
-    );
+    let plan = plan::plan(spec, Path::new(HOST_CA_BUNDLE).exists());
 
     let request = Request {
         spec: spec.clone(),
@@ -641,10 +602,16 @@ fn cleanup_then(
     stubs: &[(PathBuf, (i64, i64))],
     result: Result<Outcome, SandboxError>,
 ) -> Result<Outcome, SandboxError> {
+    let Upper::Dir { upper, work } = &spec.upper else {
+        return result;
+    };
+    // A `volatile` overlay leaves work/work/incompat/volatile behind, and
+    // overlayfs refuses to mount that work dir again until it is gone.
+    let _ = std::fs::remove_dir_all(work.join("work/incompat"));
     // Deepest first, so a stub dir is empty when its turn comes.
     for (path, mtime) in stubs.iter().rev() {
         let rel = path.strip_prefix("/").unwrap_or(path);
-        let host = spec.upper.join(rel);
+        let host = upper.join(rel);
         let removed = match std::fs::symlink_metadata(&host) {
             Ok(m) if m.is_dir() => std::fs::remove_dir(&host),
             Ok(_) => std::fs::remove_file(&host),
@@ -770,10 +737,4 @@ fn supervise(
         }
     }
     Ok((status, stubs))
-}
-
-/// `OsString` of a path, for messages.
-#[allow(dead_code)]
-fn os(p: &Path) -> OsString {
-    p.as_os_str().to_owned()
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{HOST_CA_BUNDLE, MountKind, Network, Spec};
+use super::{HOST_CA_BUNDLE, MountKind, Network, Spec, Upper};
 
 /// One step of setting up the sandbox's filesystem.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,6 +20,29 @@ pub enum MountOp {
     /// `mount(NULL, "/", NULL, MS_REC|MS_SLAVE)`: nothing we mount propagates
     /// back to the host, host mounts still propagate in (runc, bubblewrap).
     MakeRootSlave,
+    /// A small tmpfs over [`SCRATCH`] (host side, in our mount namespace
+    /// only: host sources are opened as fds before) holding the new root's
+    /// mount point (`root/`), an empty dir (`empty/`) and the generated files
+    /// (`etc/NAME`), so that none of them costs inodes on the host's disk.
+    Scratch {
+        /// Generated files: name under `etc/` and contents.
+        files: Vec<(String, String)>,
+    },
+    /// Builds the stub layer: a lower layer (in the scratch tmpfs) on top of
+    /// the others holding every mount point inside the overlay, so that mount
+    /// points never have to be created in the upper dir (and captured, and
+    /// cleaned up) and a mount point that is a symlink in an image is
+    /// shadowed instead of followed. Parent dirs take the mode, owner and
+    /// mtime of the first lower dir that has them, so a copy-up of, say,
+    /// `/etc` looks as if the stub layer were not there.
+    Stubs {
+        /// Where the layer is built (host side, in the scratch tmpfs).
+        layer: PathBuf,
+        /// The image's lower dirs, top first, to copy parent attributes from.
+        lower: Vec<PathBuf>,
+        /// The mount points.
+        stubs: Vec<Stub>,
+    },
     /// The overlay that becomes `/`: `lower` top first (overlayfs order),
     /// mounted at `root` (a host directory).
     Overlay {
@@ -74,27 +97,65 @@ pub enum MountOp {
     PivotRoot,
 }
 
+/// A mount point in the stub layer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stub {
+    /// Inside path.
+    pub path: PathBuf,
+    /// A host path whose type (file or directory) the stub takes; a
+    /// directory when `None`.
+    pub like: Option<PathBuf>,
+}
+
 /// The device nodes bound from the host into the sandbox's /dev (Docker's set
 /// minus console; `tty` opens with `ENXIO` without a controlling terminal).
 pub const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
 
-/// The mount plan for `spec`: `root` is the host mount point of the new root,
-/// `etc` the host dir holding the generated `hosts`, `hostname` and
-/// `resolv.conf`, `empty` an empty dir (the lower dir when there are none),
-/// `ca_bundle` whether the host has [`HOST_CA_BUNDLE`].
-pub fn plan(spec: &Spec, root: &Path, etc: &Path, empty: &Path, ca_bundle: bool) -> Vec<MountOp> {
+/// Where the helper mounts its scratch tmpfs, in its own mount namespace (it
+/// hides the host's dir of that name there; host paths the plan uses are
+/// opened before, except those under [`SCRATCH`]).
+pub const SCRATCH: &str = "/tmp/.kiln-sandbox";
+
+/// The generated `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf`: fixed
+/// text, so a step cannot see the host's.
+pub fn generated_files(spec: &Spec) -> Vec<(String, String)> {
+    let h = &spec.hostname;
+    vec![
+        (
+            "hosts".into(),
+            format!("127.0.0.1\tlocalhost {h}\n::1\tlocalhost ip6-localhost ip6-loopback {h}\n"),
+        ),
+        ("hostname".into(), format!("{h}\n")),
+        // Network off: no name servers at all, so nothing resolves.
+        ("resolv.conf".into(), String::new()),
+    ]
+}
+
+/// The mount plan for `spec`; `ca_bundle`: whether the host has [`HOST_CA_BUNDLE`].
+pub fn plan(spec: &Spec, ca_bundle: bool) -> Vec<MountOp> {
     let p = PathBuf::from;
+    let scratch = Path::new(SCRATCH);
+    let (root, etc) = (scratch.join("root"), scratch.join("etc"));
     let mut lower: Vec<PathBuf> = spec.lower.iter().rev().cloned().collect();
     if lower.is_empty() {
-        lower.push(empty.to_path_buf());
+        lower.push(scratch.join("empty"));
+    }
+    let (upper, work) = match &spec.upper {
+        Upper::Dir { upper, work } => (upper.clone(), work.clone()),
+        Upper::Ephemeral => (scratch.join("upper"), scratch.join("work")),
+    };
+    let mut files = generated_files(spec);
+    if spec.network == Network::Host {
+        files.retain(|(name, _)| name != "resolv.conf");
     }
     let mut ops = vec![
         MountOp::MakeRootSlave,
+        MountOp::Scratch { files },
         MountOp::Overlay {
             lower,
-            upper: spec.upper.clone(),
-            work: spec.work.clone(),
-            root: root.to_path_buf(),
+            upper,
+            work,
+            root,
         },
         MountOp::Proc { target: p("/proc") },
         MountOp::Tmpfs {
@@ -190,6 +251,46 @@ pub fn plan(spec: &Spec, root: &Path, etc: &Path, empty: &Path, ca_bundle: bool)
         });
     }
     ops.push(MountOp::PivotRoot);
+
+    // Every mount point inside the overlay (not those in our /dev tmpfs) goes
+    // into the stub layer, the top lower dir.
+    let stubs: Vec<Stub> = ops
+        .iter()
+        .filter_map(|op| match op {
+            MountOp::Proc { target }
+            | MountOp::Tmpfs { target, .. }
+            | MountOp::Devpts { target } => Some(Stub {
+                path: target.clone(),
+                like: None,
+            }),
+            MountOp::Bind { source, target, .. } => Some(Stub {
+                path: target.clone(),
+                like: Some(source.clone()),
+            }),
+            _ => None,
+        })
+        .filter(|s| !s.path.starts_with("/dev/"))
+        .collect();
+    let layer = scratch.join("stubs");
+    if let Some(MountOp::Overlay { lower, .. }) = ops.get_mut(2) {
+        let image_lower = std::mem::replace(lower, vec![layer.clone()]);
+        let image_lower: Vec<PathBuf> = image_lower
+            .into_iter()
+            .filter(|l| !l.starts_with(scratch))
+            .collect();
+        lower.extend(image_lower.iter().cloned());
+        if lower.len() == 1 {
+            lower.push(scratch.join("empty"));
+        }
+        ops.insert(
+            2,
+            MountOp::Stubs {
+                layer,
+                lower: image_lower,
+                stubs,
+            },
+        );
+    }
     ops
 }
 
@@ -200,8 +301,10 @@ mod tests {
     fn spec() -> Spec {
         let mut s = Spec::new(
             "/kiln".into(),
-            "/s/upper".into(),
-            "/s/work".into(),
+            Upper::Dir {
+                upper: "/s/upper".into(),
+                work: "/s/work".into(),
+            },
             vec!["true".into()],
         );
         s.lower = vec!["/l/base".into(), "/l/top".into()];
@@ -209,26 +312,26 @@ mod tests {
     }
 
     fn plan_of(s: &Spec) -> Vec<MountOp> {
-        plan(
-            s,
-            Path::new("/x/root"),
-            Path::new("/x/etc"),
-            Path::new("/x/empty"),
-            true,
-        )
+        plan(s, true)
     }
 
     #[test]
     fn overlay_takes_lower_dirs_top_first() {
         let ops = plan_of(&spec());
         assert_eq!(ops[0], MountOp::MakeRootSlave);
+        assert!(matches!(&ops[1], MountOp::Scratch { files } if files.len() == 3));
+        assert!(matches!(&ops[2], MountOp::Stubs { lower, .. } if lower.len() == 2));
         assert_eq!(
-            ops[1],
+            ops[3],
             MountOp::Overlay {
-                lower: vec!["/l/top".into(), "/l/base".into()],
+                lower: vec![
+                    "/tmp/.kiln-sandbox/stubs".into(),
+                    "/l/top".into(),
+                    "/l/base".into()
+                ],
                 upper: "/s/upper".into(),
                 work: "/s/work".into(),
-                root: "/x/root".into(),
+                root: "/tmp/.kiln-sandbox/root".into(),
             }
         );
         assert_eq!(ops.last(), Some(&MountOp::PivotRoot));
@@ -238,10 +341,16 @@ mod tests {
     fn no_lower_dirs_mounts_an_empty_one() {
         let mut s = spec();
         s.lower.clear();
-        let MountOp::Overlay { lower, .. } = &plan_of(&s)[1] else {
+        let MountOp::Overlay { lower, .. } = &plan_of(&s)[3] else {
             panic!("no overlay")
         };
-        assert_eq!(lower, &[PathBuf::from("/x/empty")]);
+        assert_eq!(
+            lower,
+            &[
+                PathBuf::from("/tmp/.kiln-sandbox/stubs"),
+                PathBuf::from("/tmp/.kiln-sandbox/empty")
+            ]
+        );
     }
 
     #[test]
@@ -278,13 +387,66 @@ mod tests {
     fn network_off_gets_generated_resolv_conf_and_no_host_files() {
         let ops = plan_of(&spec());
         assert!(ops.contains(&MountOp::Bind {
-            source: "/x/etc/resolv.conf".into(),
+            source: "/tmp/.kiln-sandbox/etc/resolv.conf".into(),
             target: "/etc/resolv.conf".into(),
             readonly: false
         }));
         assert!(
             !ops.iter()
                 .any(|op| matches!(op, MountOp::Bind { source, .. } if source.starts_with("/etc")))
+        );
+    }
+
+    #[test]
+    fn mount_points_in_the_overlay_are_stubbed_not_those_in_dev() {
+        let mut s = spec();
+        s.mounts = vec![super::super::Mount {
+            target: "/run/secrets/x".into(),
+            kind: MountKind::Secret {
+                source: "/h/x".into(),
+            },
+        }];
+        let ops = plan_of(&s);
+        let MountOp::Stubs { stubs, .. } = &ops[2] else {
+            panic!("no stub layer")
+        };
+        let paths: Vec<_> = stubs.iter().map(|s| s.path.to_str().unwrap()).collect();
+        assert_eq!(
+            paths,
+            [
+                "/proc",
+                "/dev",
+                "/etc/hosts",
+                "/etc/hostname",
+                "/etc/resolv.conf",
+                "/run/secrets/x"
+            ]
+        );
+        assert_eq!(stubs[0].like, None);
+        assert_eq!(stubs[5].like, Some(PathBuf::from("/h/x")));
+    }
+
+    #[test]
+    fn ephemeral_upper_lives_in_the_scratch_tmpfs() {
+        let mut s = spec();
+        s.upper = Upper::Ephemeral;
+        let MountOp::Overlay { upper, work, .. } = &plan_of(&s)[3] else {
+            panic!("no overlay")
+        };
+        assert_eq!(upper, Path::new("/tmp/.kiln-sandbox/upper"));
+        assert_eq!(work, Path::new("/tmp/.kiln-sandbox/work"));
+    }
+
+    #[test]
+    fn generated_files_are_fixed_text() {
+        let files = generated_files(&spec());
+        assert_eq!(
+            files,
+            [
+                ("hosts".to_owned(), "127.0.0.1\tlocalhost buildkitsandbox\n::1\tlocalhost ip6-localhost ip6-loopback buildkitsandbox\n".to_owned()),
+                ("hostname".to_owned(), "buildkitsandbox\n".to_owned()),
+                ("resolv.conf".to_owned(), String::new()),
+            ]
         );
     }
 
