@@ -9,7 +9,7 @@
 //! id fails with `EINVAL`, and USER other than root is refused).
 
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde::{Deserialize, Serialize};
@@ -48,9 +48,9 @@ pub struct IdMap {
     /// Whether `setgroups(2)` works inside (not when an unprivileged user
     /// writes its own single-id gid map: the kernel demands `deny` first).
     pub setgroups: bool,
-    /// Apply the maps with `newuidmap`/`newgidmap` (unprivileged, with ranges).
-    #[serde(skip)]
-    via_helpers: bool,
+    /// `newuidmap` and `newgidmap`, to apply the maps with (unprivileged,
+    /// with subordinate ranges).
+    helpers: Option<(PathBuf, PathBuf)>,
 }
 
 fn to_host(ranges: &[IdRange], id: u32) -> Option<u32> {
@@ -80,7 +80,7 @@ impl IdMap {
             uids: range.clone(),
             gids: range,
             setgroups: true,
-            via_helpers: false,
+            helpers: None,
         }
     }
 
@@ -99,15 +99,14 @@ impl IdMap {
                 count: 1,
             }]
         };
-        let helpers = find_in_path("newuidmap") && find_in_path("newgidmap");
+        let helpers = find_in_path("newuidmap").zip(find_in_path("newgidmap"));
         let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
             .ok()
             .flatten()
             .map(|u| u.name);
         let sub_u = subordinate("/etc/subuid", uid, name.as_deref());
         let sub_g = subordinate("/etc/subgid", uid, name.as_deref());
-        if helpers && sub_u.is_some() && sub_g.is_some() {
-            let (su, sg) = (sub_u.expect("checked"), sub_g.expect("checked"));
+        if let (Some(tools), Some(su), Some(sg)) = (helpers, sub_u, sub_g) {
             let mut uids = own(uid);
             uids.push(IdRange {
                 inside: 1,
@@ -124,14 +123,14 @@ impl IdMap {
                 uids,
                 gids,
                 setgroups: true,
-                via_helpers: true,
+                helpers: Some(tools),
             };
         }
         IdMap {
             uids: own(uid),
             gids: own(gid),
             setgroups: false,
-            via_helpers: false,
+            helpers: None,
         }
     }
 
@@ -200,13 +199,13 @@ impl IdMap {
         Ok(())
     }
 
-    /// Writes the maps of process `pid` (which has just unshared its user
-    /// namespace): directly as root, through `newuidmap`/`newgidmap` with
+    /// Writes the maps of process `pid` (just cloned into its own user
+    /// namespace; we are in the parent one): directly as root, through `newuidmap`/`newgidmap` with
     /// subordinate ranges, else the single own-id map after `setgroups` deny.
     pub(crate) fn apply(&self, pid: i32) -> Result<(), SandboxError> {
         let line = |r: &IdRange| format!("{} {} {}\n", r.inside, r.host, r.count);
-        if self.via_helpers {
-            for (tool, ranges) in [("newuidmap", &self.uids), ("newgidmap", &self.gids)] {
+        if let Some((newuidmap, newgidmap)) = &self.helpers {
+            for (tool, ranges) in [(newuidmap, &self.uids), (newgidmap, &self.gids)] {
                 let mut cmd = Command::new(tool);
                 cmd.arg(pid.to_string());
                 for r in ranges {
@@ -217,12 +216,16 @@ impl IdMap {
                     ]);
                 }
                 let out = cmd.output().map_err(|source| SandboxError::IdMap {
-                    what: tool.to_owned(),
+                    what: tool.display().to_string(),
                     source,
                 })?;
                 if !out.status.success() {
                     return Err(SandboxError::IdMap {
-                        what: format!("{tool}: {}", String::from_utf8_lossy(&out.stderr).trim()),
+                        what: format!(
+                            "{}: {}",
+                            tool.display(),
+                            String::from_utf8_lossy(&out.stderr).trim()
+                        ),
                         source: std::io::Error::other(out.status.to_string()),
                     });
                 }
@@ -244,10 +247,11 @@ impl IdMap {
     }
 }
 
-fn find_in_path(tool: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-        .unwrap_or(false)
+fn find_in_path(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
 }
 
 /// The first range of `user` (by name or uid) in a subordinate id file.

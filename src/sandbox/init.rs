@@ -23,7 +23,7 @@ use std::path::{Component, Path, PathBuf};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
-use nix::sched::{CloneFlags, unshare};
+use nix::sched::CloneFlags;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
 use nix::sys::stat::Mode;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
@@ -120,6 +120,7 @@ fn helper(report: &Reporter) -> Result<(), WireError> {
     let req: Request = serde_json::from_str(&line).map_err(|e| WireError::Other {
         detail: format!("bad request: {e}"),
     })?;
+    drop(input);
 
     let mut flags = CloneFlags::CLONE_NEWUSER
         | CloneFlags::CLONE_NEWNS
@@ -130,27 +131,27 @@ fn helper(report: &Reporter) -> Result<(), WireError> {
     if req.spec.network == Network::Off {
         flags |= CloneFlags::CLONE_NEWNET;
     }
-    // unshare(2): with CLONE_NEWUSER the user namespace is created first and
-    // owns the others. Fails with EINVAL if this process had threads.
-    unshare(flags).map_err(setup_err(
-        "unshare(user, mount, pid, uts, ipc, cgroup, net)",
-    ))?;
-    report.send(&Report::Unshared {
-        pid: nix::unistd::getpid().as_raw(),
-    });
-    line.clear();
-    input
-        .read_line(&mut line)
-        .map_err(io_setup_err("wait for the id map"))?;
-    if line.trim() != "go" {
-        return Err(WireError::Other {
-            detail: "the parent did not map our ids".into(),
-        });
-    }
-    drop(input);
-
-    let pid1 = match sys::fork().map_err(io_setup_err("fork PID 1"))? {
+    // PID 1 starts in the new namespaces straight from clone(2): with
+    // CLONE_NEWUSER the user namespace is created first and owns the others.
+    // It waits on `go` until we (in the parent user namespace, where writing
+    // a full map is allowed) have written its uid_map and gid_map.
+    let (go_read, go_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(setup_err("pipe2"))?;
+    let pid1 = match sys::clone_into(flags).map_err(io_setup_err(
+        "clone(user, mount, pid, uts, ipc, cgroup, net namespaces)",
+    ))? {
         Forked::Child => {
+            drop(go_write);
+            let mut byte = [0u8; 1];
+            let mapped = loop {
+                match nix::unistd::read(&go_read, &mut byte) {
+                    Err(Errno::EINTR) => continue,
+                    r => break r == Ok(1),
+                }
+            };
+            if !mapped {
+                std::process::exit(1); // the helper reports why
+            }
+            drop(go_read);
             let code = match pid1(&req, report) {
                 Ok(status) => {
                     report.send(&Report::Exit(status));
@@ -165,6 +166,24 @@ fn helper(report: &Reporter) -> Result<(), WireError> {
         }
         Forked::Parent(pid) => pid,
     };
+    drop(go_read);
+    if let Err(e) = req.id_map.apply(pid1.as_raw()) {
+        let _ = kill(pid1, Signal::SIGKILL);
+        let _ = waitpid(pid1, None);
+        let errno = match &e {
+            super::SandboxError::IdMap { source, .. } => {
+                source.raw_os_error().unwrap_or(nix::libc::EIO)
+            }
+            _ => nix::libc::EIO,
+        };
+        let what = match e {
+            super::SandboxError::IdMap { what, .. } => what,
+            other => other.to_string(),
+        };
+        return Err(WireError::IdMap { what, errno });
+    }
+    let _ = nix::unistd::write(&go_write, b"1");
+    drop(go_write);
 
     if let Some(limit) = req.spec.time_limit {
         let pidfd = sys::pidfd_open(pid1).map_err(io_setup_err("pidfd_open PID 1"))?;

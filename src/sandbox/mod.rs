@@ -386,8 +386,6 @@ pub(crate) struct Request {
 /// What the helper sends back (JSON lines on fd 3).
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Report {
-    /// Namespaces exist; map ids for this pid.
-    Unshared { pid: i32 },
     /// A mount point was created in the overlay (inside path), with the
     /// parent's mtime before (seconds, nanoseconds) so it can be put back.
     Stub {
@@ -404,6 +402,7 @@ pub(crate) enum Report {
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum WireError {
     Setup { op: String, errno: i32 },
+    IdMap { what: String, errno: i32 },
     CommandNotFound { command: String },
     Exec { command: String, errno: i32 },
     UnknownUser { user: String },
@@ -418,6 +417,10 @@ impl From<WireError> for SandboxError {
         match e {
             WireError::Setup { op, errno } => SandboxError::Setup {
                 op,
+                source: io(errno),
+            },
+            WireError::IdMap { what, errno } => SandboxError::IdMap {
+                what,
                 source: io(errno),
             },
             WireError::CommandNotFound { command } => SandboxError::CommandNotFound { command },
@@ -564,7 +567,7 @@ fn run_inner(
             }
         })?;
     let mut stdin = child.stdin.take().expect("stdin was piped");
-    let result = supervise(&mut child, &mut stdin, &line, report_read, &id_map, sink);
+    let result = supervise(&mut child, &mut stdin, &line, report_read, sink);
     drop(stdin);
     if result.is_err() {
         // The helper's PID 1 dies with it (PR_SET_PDEATHSIG), and with PID 1 the namespace.
@@ -645,7 +648,6 @@ fn supervise(
     stdin: &mut std::process::ChildStdin,
     request: &[u8],
     report: std::io::PipeReader,
-    id_map: &IdMap,
     sink: &mut dyn FnMut(Stream, &[u8]),
 ) -> Result<Supervised, SandboxError> {
     let helper_gone = |e: std::io::Error| SandboxError::Helper {
@@ -702,10 +704,6 @@ fn supervise(
                             detail: format!("bad report {line:?}: {e}"),
                         })?;
                     match msg {
-                        Report::Unshared { pid } => {
-                            id_map.apply(pid)?;
-                            stdin.write_all(b"go\n").map_err(helper_gone)?;
-                        }
                         Report::Stub { path, parent_mtime } => stubs.push((path, parent_mtime)),
                         Report::Exit(s) => {
                             status.get_or_insert(Ok(s));

@@ -269,7 +269,7 @@ pub fn plan(spec: &Spec, ca_bundle: bool) -> Vec<MountOp> {
             }),
             _ => None,
         })
-        .filter(|s| !s.path.starts_with("/dev/"))
+        .filter(|s| s.path == Path::new("/dev") || !s.path.starts_with("/dev"))
         .collect();
     let layer = scratch.join("stubs");
     if let Some(MountOp::Overlay { lower, .. }) = ops.get_mut(2) {

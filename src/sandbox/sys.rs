@@ -80,6 +80,32 @@ pub fn fork() -> io::Result<Forked> {
     }
 }
 
+/// `clone(2)` with namespace flags and no new stack: a `fork` whose child
+/// starts in new namespaces (with `CLONE_NEWPID`, as PID 1), so no second
+/// fork is needed after an `unshare`. Refused unless single-threaded, as [`fork`].
+pub fn clone_into(flags: nix::sched::CloneFlags) -> io::Result<Forked> {
+    let threads = std::fs::read_dir("/proc/thread-self/..")?.count();
+    if threads != 1 {
+        return Err(io::Error::other(format!(
+            "clone refused: {threads} threads"
+        )));
+    }
+    let flags = flags.bits() as libc::c_ulong | libc::SIGCHLD as libc::c_ulong;
+    // SAFETY: clone(2) without CLONE_VM and with a NULL stack duplicates the
+    // process like fork(2): the child continues on a copy of our stack and
+    // memory. The process is single-threaded (checked above), so no other
+    // thread can hold a lock (malloc's included) that the child would inherit
+    // locked. glibc's fork handlers do not run; nothing of ours needs them.
+    let r = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
+    match r {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(nix::unistd::Pid::from_raw(
+            i32::try_from(pid).map_err(io::Error::other)?,
+        ))),
+    }
+}
+
 /// `pidfd_open(2)`: an fd that becomes readable when `pid` exits.
 pub fn pidfd_open(pid: nix::unistd::Pid) -> io::Result<OwnedFd> {
     // SAFETY: plain syscall with integer arguments; no memory is passed.

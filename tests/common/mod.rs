@@ -80,6 +80,7 @@ pub fn print_skip(reason: &str) {
 
 /// Starts a sandbox test: returns early (printing why) when the sandbox
 /// cannot run here, or panics if `KILN_TEST_REQUIRE_SANDBOX=1` (CI).
+#[allow(unused_macros, reason = "only sandbox tests use it")]
 macro_rules! require_sandbox {
     () => {
         if let Some(reason) = crate::common::sandbox_unavailable() {
