@@ -4,13 +4,14 @@
 //! running the mount plan as PID 1 of the new pid namespace, the root switch,
 //! resolving USER, exec'ing the command and supervising it (reap, forward
 //! signals, time limit). Never prints: every outcome goes to the parent as a
-//! JSON line on fd 3 ([`super::Report`]); stdout and stderr belong to the
+//! JSON line on fd 3 (`Report`); stdout and stderr belong to the
 //! command.
 //!
-//! Process tree: the helper (host pid namespace, new everything else) forks
-//! PID 1, which forks the command. PID 1 exits when the command does; the
-//! kernel then SIGKILLs whatever is left in the namespace (pid_namespaces(7)),
-//! and the helper reaps PID 1 and exits: the mount namespace goes with it.
+//! Process tree: the helper (in the host's namespaces) clones PID 1 into the
+//! new ones and writes its id maps; PID 1 forks the command. PID 1 exits when
+//! the command does; the kernel then SIGKILLs whatever is left in the
+//! namespace (pid_namespaces(7)), and the helper reaps PID 1 and exits: the
+//! mount namespace went with PID 1, its last member.
 
 use std::ffi::CString;
 use std::fs::File;

@@ -4,7 +4,7 @@
 //!
 //! What it owns: turning a [`Spec`] (plain data: paths, argv, env, user,
 //! network switch, extra mounts) into one supervised run, and turning the
-//! step's overlay upper dir into a change set ([`capture`]).
+//! step's overlay upper dir into a change set ([`capture()`]).
 //! What it must never do: unshare in the calling process (it may be running
 //! rayon threads; `unshare(CLONE_NEWUSER)` fails with `EINVAL` there), touch the
 //! store (it gets paths), print (it returns values), or leave anything mounted
@@ -16,21 +16,34 @@
 //!    `/etc/hostname` and `/etc/resolv.conf` included), and spawns the
 //!    helper binary as `kiln __sandbox-init`, sending it the request as JSON on
 //!    its stdin. Reports come back as JSON lines on fd 3.
-//! 2. The helper ([`init`]) is a fresh single-threaded process: it unshares the
-//!    user, mount, pid, uts, ipc, cgroup (and, unless the network is on, net)
-//!    namespaces and says so; this process writes its `uid_map`/`gid_map` (an
-//!    unshared process may only map its own id) and says go.
-//! 3. The helper forks PID 1 of the new pid namespace, which mounts the plan,
-//!    pivots into the overlay, resolves the user, and forks the command. PID 1
-//!    reaps, forwards signals and, when the command ends, reports its status and
-//!    exits; the kernel then kills everything left in the pid namespace. The
-//!    mount namespace dies with its last process, so nothing stays mounted.
+//! 2. The helper ([`init`]) is a fresh single-threaded process: it clones
+//!    PID 1 straight into new user, mount, pid, uts, ipc, cgroup (and, unless
+//!    the network is on, net) namespaces, writes PID 1's `uid_map`/`gid_map`
+//!    from the parent user namespace (a process may only map its own id into
+//!    its own namespace) and lets it go.
+//! 3. PID 1 mounts the plan (a scratch tmpfs, a stub layer holding the mount
+//!    points, the overlay, /proc, /dev, the generated /etc files), pivots into
+//!    the overlay, resolves the user, and forks the command. It reaps, forwards
+//!    signals and, when the command ends, reports its status and exits; the
+//!    kernel then kills everything left in the pid namespace. The mount
+//!    namespace dies with its last process, so nothing stays mounted. The
+//!    helper enforces the time limit (SIGKILL to PID 1).
+//!
+//! Not done (yet): seccomp, cgroup limits, `/sys` (not mounted at all), and
+//! mount targets under a symlinked parent dir in the image (the stub layer
+//! shadows such a parent with a real dir).
 //!
 //! # Ids on disk
 //! As host root the sandbox maps inside ids `0..65536` to host ids
 //! `HOST_ROOT_ID_BASE..+65536` (see [`IdMap`]). Layer trees (lower dirs) must
 //! therefore be owned on disk by the *shifted* ids, as rootless podman stores
-//! them: [`IdMap::shift_tree`] does it. [`capture`] reports inside ids.
+//! them: [`IdMap::shift_tree`] does it. [`capture()`] reports inside ids.
+//! Unprivileged, the invoking user is root inside, so trees are owned by that
+//! user. Not chosen: idmapped lower mounts (`mount_setattr(MOUNT_ATTR_IDMAP)`
+//! under overlayfs), which would let trees keep inside ids on disk but need
+//! host root (CAP_SYS_ADMIN over ext4/xfs), an `open_tree` + `mount_setattr`
+//! per layer on every step's start-up path, and a second on-disk convention
+//! for the unprivileged case. TODO(#4): revisit for stores shared with other tools.
 
 pub mod capture;
 mod idmap;
