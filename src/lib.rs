@@ -12,4 +12,5 @@ pub mod digest;
 pub mod dockerfile;
 pub mod image;
 pub mod plan;
+pub mod sandbox;
 pub mod store;

@@ -3,6 +3,7 @@
 
 mod parse;
 pub mod plan;
+mod run;
 mod show;
 mod store;
 
@@ -39,6 +40,11 @@ pub enum Command {
     ShowDerivation(show::ShowArgs),
     /// Look after the store: path, info, add, verify, gc.
     Store(store::StoreArgs),
+    /// Run a command in the sandbox over a root filesystem directory.
+    Run(run::RunArgs),
+    /// The sandbox's child side (internal: spawned by kiln itself).
+    #[command(name = "__sandbox-init", hide = true)]
+    SandboxInit,
 }
 
 /// Runs one command.
@@ -48,6 +54,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plan(args) => plan::run(cli.store.as_deref(), &args),
         Command::ShowDerivation(args) => show::run(cli.store.as_deref(), &args),
         Command::Store(args) => store::run(cli.store.as_deref(), &args),
+        Command::Run(args) => run::run(&args),
+        Command::SandboxInit => Ok(ExitCode::from(
+            u8::try_from(crate::sandbox::init::main()).unwrap_or(1),
+        )),
     }
 }
 
@@ -118,6 +128,13 @@ pub fn report(err: &anyhow::Error) {
         .chain()
         .find_map(|e| e.downcast_ref::<crate::store::StoreError>())
         .and_then(crate::store::StoreError::hint)
+    {
+        eprintln!("hint: {hint}");
+    }
+    if let Some(hint) = err
+        .chain()
+        .find_map(|e| e.downcast_ref::<crate::sandbox::SandboxError>())
+        .and_then(crate::sandbox::SandboxError::hint)
     {
         eprintln!("hint: {hint}");
     }

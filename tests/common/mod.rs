@@ -36,3 +36,88 @@ pub fn stderr(out: &Output) -> String {
 pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Why the sandbox cannot run here, if it cannot: it needs root or
+/// unprivileged user namespaces, and the tests need `/bin/busybox`
+/// (Debian: `busybox-static`) for their root filesystems.
+pub fn sandbox_unavailable() -> Option<String> {
+    if !Path::new("/bin/busybox").is_file() {
+        return Some("/bin/busybox is missing (apt-get install busybox-static)".into());
+    }
+    if nix_euid_is_root() {
+        return None;
+    }
+    let ok = Command::new("unshare")
+        .args([
+            "--user",
+            "--map-root-user",
+            "--mount",
+            "--pid",
+            "--fork",
+            "true",
+        ])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    (!ok).then(|| "user namespaces are not available to this user".into())
+}
+
+fn nix_euid_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Prints why a test is skipped.
+#[expect(clippy::print_stderr, reason = "a skipped test says why")]
+pub fn print_skip(reason: &str) {
+    eprintln!("skipped: {reason}");
+}
+
+/// Starts a sandbox test: returns early (printing why) when the sandbox
+/// cannot run here, or panics if `KILN_TEST_REQUIRE_SANDBOX=1` (CI).
+#[allow(unused_macros, reason = "only sandbox tests use it")]
+macro_rules! require_sandbox {
+    () => {
+        if let Some(reason) = crate::common::sandbox_unavailable() {
+            if std::env::var_os("KILN_TEST_REQUIRE_SANDBOX").is_some_and(|v| v == "1") {
+                panic!("the sandbox is required (KILN_TEST_REQUIRE_SANDBOX=1): {reason}");
+            }
+            crate::common::print_skip(&reason);
+            return;
+        }
+    };
+}
+#[allow(unused_imports, reason = "only sandbox tests use it")]
+pub(crate) use require_sandbox;
+
+/// Makes a busybox root filesystem under `dir`: `/bin/busybox` with applet
+/// symlinks, `/etc/passwd` (root, `user` 1000), `/etc/group`, `/tmp` (1777),
+/// and no `/proc` or `/dev` (the sandbox makes those mount points itself).
+pub fn busybox_rootfs(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let root = dir.join("rootfs");
+    for d in ["bin", "etc", "tmp"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+    for applet in [
+        "sh", "cat", "ls", "id", "env", "hostname", "date", "sleep", "mount", "touch", "rm",
+        "mkdir", "chown", "echo", "wget", "nc", "ps", "stat", "true", "false", "kill", "nslookup",
+        "pwd", "grep", "wc", "test",
+    ] {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+    }
+    std::fs::write(
+        root.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/home/user:/bin/sh\n",
+    )
+    .unwrap();
+    std::fs::write(root.join("etc/group"), "root:x:0:\nuser:x:1000:\n").unwrap();
+    std::fs::set_permissions(root.join("tmp"), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    root
+}
