@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::Args;
 
 use std::collections::BTreeMap;
+use std::os::unix::ffi::OsStrExt;
 
 use serde::Serialize;
 
@@ -102,12 +103,14 @@ impl Resolver for StoreResolver<'_> {
 
 /// The store's stat cache, loaded for the paths of one context walk.
 struct LoadedCache {
-    entries: BTreeMap<PathBuf, StatEntry>,
+    /// Keyed by path bytes: comparing bytes is much cheaper than comparing
+    /// `Path` components, and this map is probed once per context file.
+    entries: BTreeMap<Vec<u8>, StatEntry>,
 }
 
 impl StatCache for LoadedCache {
     fn lookup(&self, path: &Path, key: &StatKey) -> Option<String> {
-        let e = self.entries.get(path)?;
+        let e = self.entries.get(path.as_os_str().as_bytes())?;
         let same = e.dev == key.dev
             && e.inode == key.inode
             && e.size == key.size
@@ -160,18 +163,11 @@ pub fn make_plan(flags: &BuildFlags, store: &Store) -> anyhow::Result<Planned> {
             flags.context.display()
         )
     })?;
-    let paths: Vec<PathBuf> = entries
-        .iter()
-        .filter(|e| matches!(e.kind, context::EntryKind::File))
-        .map(|e| root.join(&e.path))
-        .collect();
-    let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
     let cache = LoadedCache {
         entries: store
-            .stat_cache_get(&refs)?
+            .stat_cache_under(&root)?
             .into_iter()
-            .flatten()
-            .map(|e| (e.path.clone(), e))
+            .map(|e| (e.path.as_os_str().as_bytes().to_vec(), e))
             .collect(),
     };
     let (files, fresh) = context_hash::hash(&root, &entries, &cache, modes)?;

@@ -768,6 +768,11 @@ impl Store {
         self.db().builds(derivation)
     }
 
+    /// Every stat-cache entry for files below `dir` (one range scan).
+    pub fn stat_cache_under(&self, dir: &Path) -> Result<Vec<StatEntry>, StoreError> {
+        self.db().stat_cache_under(dir)
+    }
+
     /// Looks up many paths in the stat cache at once (one transaction);
     /// the result is in the order of `paths`. The caller compares the stat
     /// fields with the file's current ones.
