@@ -40,6 +40,14 @@ pub enum Content {
     Path(PathBuf),
     /// These bytes.
     Bytes(Vec<u8>),
+    /// `size` bytes of this file from `offset` (a spool file or an
+    /// uncompressed tar holding the content).
+    Range {
+        /// The file.
+        path: PathBuf,
+        /// Where the content starts.
+        offset: u64,
+    },
 }
 
 /// What an entry is.
@@ -208,10 +216,15 @@ impl LayerInfo {
     }
 }
 
+/// Sorts `entries` into layer order without checking them.
+pub fn sort_entries_unchecked(entries: &mut [Entry]) {
+    entries.sort_by_cached_key(Entry::sort_key);
+}
+
 /// Sorts `entries` into layer order and checks them: valid paths, no
 /// duplicate tar names, hard links pointing at an earlier regular file.
 pub fn sort_entries(entries: &mut [Entry]) -> Result<(), ImageError> {
-    entries.sort_by_cached_key(Entry::sort_key);
+    sort_entries_unchecked(entries);
     let mut files: std::collections::BTreeSet<&[u8]> = std::collections::BTreeSet::new();
     let mut prev: Option<Vec<u8>> = None;
     for e in entries.iter() {
@@ -314,8 +327,12 @@ pub fn write_tar(
                     out.write_all(bytes)
                         .map_err(|err| super::digest::unwrap_io(op(e), err))?;
                 }
-                Content::Path(path) => {
-                    let file = File::open(path).map_err(|err| ImageError::read(path, err))?;
+                Content::Path(path) | Content::Range { path, .. } => {
+                    let mut file = File::open(path).map_err(|err| ImageError::read(path, err))?;
+                    if let Content::Range { offset, .. } = content {
+                        io::Seek::seek(&mut file, io::SeekFrom::Start(*offset))
+                            .map_err(|err| ImageError::read(path, err))?;
+                    }
                     // Copy exactly `size` bytes: a file that changed size
                     // since it was listed is an error, not a corrupt tar.
                     let mut limited = file.take(*size);
@@ -336,7 +353,8 @@ pub fn write_tar(
                         .into_inner()
                         .read(&mut extra)
                         .map_err(|err| ImageError::read(path, err))?;
-                    if copied != *size || more != 0 {
+                    let is_range = matches!(content, Content::Range { .. });
+                    if copied != *size || (more != 0 && !is_range) {
                         return Err(mismatch(if more != 0 { *size + 1 } else { copied }));
                     }
                 }

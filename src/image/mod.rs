@@ -12,6 +12,8 @@ pub mod compress;
 pub mod digest;
 pub mod docker_archive;
 pub mod error;
+pub mod extract;
+pub mod import;
 pub mod json;
 pub mod layer;
 pub mod layout;
