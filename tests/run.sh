@@ -7,8 +7,10 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the tests drive for real.
 #   nix-bin: `nix-instantiate --parse flake.nix`
-packages=(nix-bin)
-tools=(nix-instantiate)
+#   skopeo, umoci, podman: accept the layouts and archives kiln writes (tests/image.rs)
+#   busybox-static: /bin/busybox for the project-made busybox image
+packages=(nix-bin skopeo umoci podman busybox-static)
+tools=(nix-instantiate skopeo umoci podman /bin/busybox)
 
 missing=()
 for i in "${!tools[@]}"; do

@@ -203,7 +203,9 @@ impl Extractor<'_> {
                         reason: "hard link to the root".into(),
                     });
                 };
-                let target = self.resolve(tparents, &label, false)?.join(OsStr::from_bytes(tbase));
+                let target = self
+                    .resolve(tparents, &label, false)?
+                    .join(OsStr::from_bytes(tbase));
                 match fs::symlink_metadata(&target) {
                     Ok(m) if !m.is_dir() => {}
                     _ => {
@@ -254,7 +256,12 @@ impl Extractor<'_> {
     /// Resolves `comps` (parent directories of an entry) inside the root,
     /// following symlinks as if the root were `/`; creates missing
     /// directories when `create`.
-    fn resolve(&mut self, comps: &[&[u8]], label: &str, create: bool) -> Result<PathBuf, ImageError> {
+    fn resolve(
+        &mut self,
+        comps: &[&[u8]],
+        label: &str,
+        create: bool,
+    ) -> Result<PathBuf, ImageError> {
         let mut queue: VecDeque<OsString> = comps
             .iter()
             .map(|c| OsStr::from_bytes(c).to_os_string())
@@ -284,7 +291,8 @@ impl Extractor<'_> {
                             entry: label.to_owned(),
                         });
                     }
-                    let target = fs::read_link(&candidate).map_err(|e| ImageError::read(&candidate, e))?;
+                    let target =
+                        fs::read_link(&candidate).map_err(|e| ImageError::read(&candidate, e))?;
                     let bytes = target.as_os_str().as_bytes();
                     if bytes.starts_with(b"/") {
                         stack.clear();
@@ -343,7 +351,12 @@ impl Extractor<'_> {
         Ok(())
     }
 
-    fn owner_and_xattrs(&self, path: &Path, h: &TarHeader, symlink: bool) -> Result<(), ImageError> {
+    fn owner_and_xattrs(
+        &self,
+        path: &Path,
+        h: &TarHeader,
+        symlink: bool,
+    ) -> Result<(), ImageError> {
         if let Some(offset) = self.options.id_offset {
             let shift = |id: u64| -> Result<u32, ImageError> {
                 u32::try_from(id)

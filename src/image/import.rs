@@ -77,7 +77,8 @@ fn finish_image(
         },
         &mut w,
     )?;
-    w.flush().map_err(|e| unwrap_io("flush the layer blob", e))?;
+    w.flush()
+        .map_err(|e| unwrap_io("flush the layer blob", e))?;
     let (digest, size) = w.commit()?;
     if digest != info.digest || size != info.size {
         return Err(ImageError::DigestMismatch {
@@ -94,7 +95,11 @@ fn finish_image(
 }
 
 /// Imports the tree under `dir` as a single-layer image into `sink`.
-pub fn import_dir(dir: &Path, sink: &dyn BlobSink, options: &ImportOptions) -> Result<Image, ImageError> {
+pub fn import_dir(
+    dir: &Path,
+    sink: &dyn BlobSink,
+    options: &ImportOptions,
+) -> Result<Image, ImageError> {
     let mut entries = layer::walk_dir(
         dir,
         &WalkOptions {
