@@ -166,7 +166,27 @@ fn pack_helper() {
     };
     let mask = u32::from_str_radix(mask.to_str().unwrap(), 8).unwrap();
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
-    let info = pack(Path::new(&dir), Compression::Gzip);
+    let compression = std::env::var("KILN_PACK_COMPRESSION")
+        .map(|c| c.parse().unwrap())
+        .unwrap_or(Compression::Gzip);
+    let info = match std::env::var_os("KILN_PACK_BLOB") {
+        // The benchmark (tests/bench-image.sh) writes the blob to a file.
+        Some(blob) => {
+            let file = fs::File::create(blob).unwrap();
+            layer::write_dir_layer(
+                Path::new(&dir),
+                &WalkOptions::default(),
+                LayerOptions {
+                    compression,
+                    source_date_epoch: 0,
+                },
+                file,
+            )
+            .unwrap()
+            .0
+        }
+        None => pack(Path::new(&dir), compression),
+    };
     let out = std::env::var_os("KILN_PACK_OUT").unwrap();
     fs::write(out, format!("{} {}", info.diff_id, info.digest)).unwrap();
 }
