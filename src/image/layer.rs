@@ -640,3 +640,46 @@ mod tests {
         assert!(sort_entries(&mut v).is_err());
     }
 }
+
+#[cfg(test)]
+mod golden {
+    use super::*;
+
+    /// Pins the exact bytes: a change here means a dependency (miniz_oxide,
+    /// libzstd) or the tar form changed, which changes every image digest.
+    #[test]
+    fn layer_digests_are_pinned() {
+        let entries = || {
+            let mut setuid = Entry::new(
+                "bin/tool",
+                EntryKind::File {
+                    size: 6,
+                    content: Content::Bytes(b"hello\n".to_vec()),
+                },
+            );
+            setuid.mode = 0o4755;
+            setuid.mtime = 5_000_000_000;
+            vec![
+                Entry::new("bin", EntryKind::Dir),
+                setuid,
+                Entry::new(
+                    "bin/sh",
+                    EntryKind::Symlink {
+                        target: b"tool".to_vec(),
+                    },
+                ),
+                Entry::new("old", EntryKind::Whiteout),
+            ]
+        };
+        let mut got = Vec::new();
+        for compression in [Compression::None, Compression::Gzip, Compression::Zstd] {
+            let options = LayerOptions {
+                compression,
+                source_date_epoch: 1_700_000_000,
+            };
+            let (info, _) = write_layer(&mut entries(), options, io::sink()).unwrap();
+            got.push(format!("{compression:?} {} {}", info.diff_id, info.digest));
+        }
+        insta::assert_snapshot!(got.join("\n"));
+    }
+}
