@@ -14,6 +14,8 @@ cargo build --release --locked
 kiln=target/release/kiln
 
 for dockerfile in examples/*/Dockerfile; do
-  echo "== $dockerfile" >&2
+  echo "== $dockerfile: instructions" >&2
   "$kiln" parse -f "$dockerfile"
+  echo "== $dockerfile: stages as the build evaluates them" >&2
+  "$kiln" parse --stages -f "$dockerfile"
 done

@@ -206,14 +206,107 @@ fn print_stages(out: &mut impl Write, evaluation: &Evaluation) -> std::io::Resul
             } else {
                 ""
             };
-            let text = serde_json::to_string(&step.instruction).unwrap_or_default();
             writeln!(
                 out,
                 "{:>7}  {}{origin}",
                 step.instruction.span().start,
-                text
+                describe(&step.instruction)
             )?;
         }
     }
     Ok(())
+}
+
+/// An expanded instruction written back as Dockerfile text (values quoted
+/// as JSON strings where they could hold spaces).
+fn describe(inst: &Instruction) -> String {
+    use crate::dockerfile::instruction::{CommandForm, Healthcheck, OnbuildTrigger};
+    let q = |s: &str| serde_json::to_string(s).unwrap_or_default();
+    let form = |c: &CommandForm| match c {
+        CommandForm::Shell(text) => text.clone(),
+        CommandForm::Exec(argv) => serde_json::to_string(argv).unwrap_or_default(),
+    };
+    let pairs = |p: &[crate::dockerfile::instruction::KeyValue]| {
+        p.iter()
+            .map(|kv| format!("{}={}", kv.key, q(&kv.value)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let opt = |name: &str, v: &Option<String>| {
+        v.as_ref()
+            .map(|v| format!("--{name}={v} "))
+            .unwrap_or_default()
+    };
+    match inst {
+        Instruction::From(f) => format!("FROM {}", f.image),
+        Instruction::Arg(a) => {
+            let defs: Vec<String> = a
+                .args
+                .iter()
+                .map(|d| match &d.default {
+                    Some(v) => format!("{}={}", d.name, q(v)),
+                    None => format!("{} (unset)", d.name),
+                })
+                .collect();
+            format!("ARG {}", defs.join(" "))
+        }
+        Instruction::Env(e) => format!("ENV {}", pairs(&e.pairs)),
+        Instruction::Label(l) => format!("LABEL {}", pairs(&l.pairs)),
+        Instruction::Maintainer(m) => format!("MAINTAINER {}", m.name),
+        Instruction::Workdir(w) => format!("WORKDIR {}", w.path),
+        Instruction::User(u) => format!("USER {}", u.user),
+        Instruction::Run(r) => {
+            let mounts: String = r
+                .mounts
+                .iter()
+                .map(|m| format!("--mount={} ", m.text))
+                .collect();
+            format!("RUN {mounts}{}", form(&r.command))
+        }
+        Instruction::Cmd(c) => format!("CMD {}", form(&c.command)),
+        Instruction::Entrypoint(e) => format!("ENTRYPOINT {}", form(&e.command)),
+        Instruction::Shell(s) => format!(
+            "SHELL {}",
+            serde_json::to_string(&s.shell).unwrap_or_default()
+        ),
+        Instruction::Expose(e) => format!("EXPOSE {}", e.ports.join(" ")),
+        Instruction::Volume(v) => format!(
+            "VOLUME {}",
+            serde_json::to_string(&v.paths).unwrap_or_default()
+        ),
+        Instruction::StopSignal(s) => format!("STOPSIGNAL {}", s.signal),
+        Instruction::Healthcheck(h) => match &h.check {
+            Healthcheck::None => "HEALTHCHECK NONE".to_string(),
+            Healthcheck::Cmd(c) => format!("HEALTHCHECK CMD {}", form(&c.command)),
+        },
+        Instruction::Copy(c) => format!(
+            "COPY {}{}{}{}{}",
+            opt("from", &c.from),
+            opt("chown", &c.chown),
+            opt("chmod", &c.chmod),
+            c.sources
+                .iter()
+                .chain(c.heredocs.iter().map(|h| &h.name))
+                .map(|s| format!("{s} "))
+                .collect::<String>(),
+            c.dest
+        ),
+        Instruction::Add(a) => format!(
+            "ADD {}{}{}{}{}",
+            opt("chown", &a.chown),
+            opt("chmod", &a.chmod),
+            opt("checksum", &a.checksum),
+            a.sources
+                .iter()
+                .chain(a.heredocs.iter().map(|h| &h.name))
+                .map(|s| format!("{s} "))
+                .collect::<String>(),
+            a.dest
+        ),
+        Instruction::Onbuild(o) => match &o.trigger {
+            OnbuildTrigger::Parsed(_) | OnbuildTrigger::Invalid { .. } => {
+                format!("ONBUILD {}", o.expression)
+            }
+        },
+    }
 }
