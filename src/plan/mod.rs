@@ -451,3 +451,55 @@ fn summary(inst: &Instruction, _json: &str) -> String {
     }
     format!("{} {short}", inst.keyword())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dockerfile::stage::{self, UnknownBases};
+
+    struct Fixed;
+
+    impl Resolver for Fixed {
+        fn resolve(&self, reference: &str) -> Result<String, String> {
+            Ok(match reference {
+                "busybox" => format!("sha256:{}", "b".repeat(64)),
+                other => return Err(format!("unknown {other}")),
+            })
+        }
+    }
+
+    fn file(path: &str, kind: FileKind, mode: u32, content: &str) -> ContextFile {
+        ContextFile {
+            path: path.into(),
+            kind,
+            mode,
+            hash: match kind {
+                FileKind::File => Blake3Digest::of(content.as_bytes()).to_string(),
+                _ => content.into(),
+            },
+        }
+    }
+
+    /// The derivations of a small two-stage build, pinned byte for byte: a
+    /// change here changes every user's hashes, so it must be deliberate
+    /// (bump `kiln-drv-v1` and review the snapshot).
+    #[test]
+    fn derivation_encodings_are_pinned() {
+        let src = b"FROM busybox AS build\nARG V=1\nENV A=x\nWORKDIR /src\nCOPY --chmod=755 app.sh lib/ ./\nRUN --mount=type=cache,target=/c ./app.sh > /out\nFROM scratch\nCOPY --from=build /out /out\nCMD [\"/out\"]\n";
+        let dockerfile = crate::dockerfile::parse(src).unwrap();
+        let evaluation =
+            stage::evaluate(&dockerfile, &stage::Options::default(), &UnknownBases).unwrap();
+        let context = vec![
+            file("app.sh", FileKind::File, 0o755, "#!/bin/sh\necho hi\n"),
+            file("lib", FileKind::Dir, 0o755, ""),
+            file("lib/util.sh", FileKind::File, 0o644, "util\n"),
+            file("lib/link", FileKind::Symlink, 0o777, "util.sh"),
+        ];
+        let plan = plan(&evaluation, &context, &Fixed, 0).unwrap();
+        let mut all = String::new();
+        for drv in plan.derivations() {
+            all.push_str(&format!("== {} {}\n{}", drv.hash, drv.name, drv.text()));
+        }
+        insta::assert_snapshot!(all);
+    }
+}
