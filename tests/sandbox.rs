@@ -232,7 +232,10 @@ fn background_processes_die_with_the_step() {
     assert_eq!(text(&out.stdout), "started\n");
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(host_processes_with("987654"), Vec::<String>::new());
-    assert_eq!(host_processes_with("__sandbox-init"), Vec::<String>::new());
+    assert_eq!(
+        host_processes_with(&format!("{} __sandbox-init", env!("CARGO_BIN_EXE_kiln"))),
+        Vec::<String>::new()
+    );
 }
 
 #[test]
@@ -486,7 +489,10 @@ fn missing_command_is_a_clear_error_and_leaves_nothing_behind() {
         "{err:?}"
     );
     assert_eq!(host_mounts(), before);
-    assert_eq!(host_processes_with("__sandbox-init"), Vec::<String>::new());
+    assert_eq!(
+        host_processes_with(&format!("{} __sandbox-init", env!("CARGO_BIN_EXE_kiln"))),
+        Vec::<String>::new()
+    );
 }
 
 #[test]
@@ -502,7 +508,10 @@ fn rootfs_without_bin_sh_names_bin_sh() {
     );
     assert!(err.hint().is_some());
     assert_eq!(host_mounts(), before);
-    assert_eq!(host_processes_with("__sandbox-init"), Vec::<String>::new());
+    assert_eq!(
+        host_processes_with(&format!("{} __sandbox-init", env!("CARGO_BIN_EXE_kiln"))),
+        Vec::<String>::new()
+    );
 }
 
 #[test]
@@ -525,7 +534,10 @@ fn unknown_user_is_a_clear_error() {
         "{err:?}"
     );
     assert_eq!(host_mounts(), before);
-    assert_eq!(host_processes_with("__sandbox-init"), Vec::<String>::new());
+    assert_eq!(
+        host_processes_with(&format!("{} __sandbox-init", env!("CARGO_BIN_EXE_kiln"))),
+        Vec::<String>::new()
+    );
 }
 
 /// `kiln run` under a caller with its own env, TZ, LANG, umask and cwd.
