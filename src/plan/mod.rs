@@ -283,16 +283,37 @@ fn plan_stage<'a>(
         let mut context_files = Vec::new();
         let mut stage_inputs = Vec::new();
 
-        // Context files a COPY/ADD selects (unless it copies from elsewhere).
-        let local_sources = match inst {
-            Instruction::Copy(copy) if copy.from.is_none() => Some((&copy.sources, &copy.excludes)),
-            Instruction::Add(add) => Some((&add.sources, &add.excludes)),
-            _ => None,
-        };
-        if let Some((sources, excludes)) = local_sources {
-            let local: Vec<String> = sources.iter().filter(|s| !is_remote(s)).cloned().collect();
+        // Context files a COPY/ADD selects (unless it copies from elsewhere),
+        // and those a RUN --mount=type=bind without from= sees.
+        let mut selections: Vec<(Vec<String>, &[String])> = Vec::new();
+        match inst {
+            Instruction::Copy(copy) if copy.from.is_none() => {
+                selections.push((copy.sources.clone(), &copy.excludes));
+            }
+            Instruction::Add(add) => {
+                let local = add
+                    .sources
+                    .iter()
+                    .filter(|s| !is_remote(s))
+                    .cloned()
+                    .collect();
+                selections.push((local, &add.excludes));
+            }
+            Instruction::Run(run) => {
+                for spec in &run.mounts {
+                    if let Some(mount) = &spec.mount
+                        && mount.from.is_none()
+                        && matches!(mount.kind, crate::dockerfile::instruction::MountKind::Bind)
+                    {
+                        selections.push((vec![mount.source.clone().unwrap_or_default()], &[]));
+                    }
+                }
+            }
+            _ => {}
+        }
+        for (sources, excludes) in selections {
             let picked =
-                select::select(context, &local, excludes).map_err(|e| PlanError::Source {
+                select::select(context, &sources, excludes).map_err(|e| PlanError::Source {
                     line: inst.span().start,
                     message: e.to_string(),
                 })?;
@@ -306,33 +327,6 @@ fn plan_stage<'a>(
                     f.hash.clone(),
                 ]);
                 context_files.push(f.path.clone());
-            }
-        }
-        // RUN --mount=type=bind without from= sees the whole context.
-        if let Instruction::Run(run) = inst {
-            for spec in &run.mounts {
-                if let Some(mount) = &spec.mount
-                    && mount.from.is_none()
-                    && matches!(mount.kind, crate::dockerfile::instruction::MountKind::Bind)
-                {
-                    let source = mount.source.clone().unwrap_or_default();
-                    let picked =
-                        select::select(context, &[source], &[]).map_err(|e| PlanError::Source {
-                            line: inst.span().start,
-                            message: e.to_string(),
-                        })?;
-                    for i in picked {
-                        let f = &context[i];
-                        inputs.push(vec![
-                            "context".into(),
-                            f.path.clone(),
-                            f.kind.as_str().into(),
-                            format!("{:o}", f.mode),
-                            f.hash.clone(),
-                        ]);
-                        context_files.push(f.path.clone());
-                    }
-                }
             }
         }
         // Stages and images it reads from.
