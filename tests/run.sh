@@ -7,9 +7,10 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the tests drive for real.
 #   nix-bin: `nix-instantiate --parse flake.nix`
-#   busybox-static: /bin/busybox, the root filesystem of the sandbox tests
-packages=(nix-bin busybox-static)
-tools=(nix-instantiate /bin/busybox)
+#   busybox-static: /bin/busybox, the sandbox tests' root filesystem and the project-made busybox image
+#   skopeo, umoci, podman: accept the layouts and archives kiln writes (tests/image.rs)
+packages=(nix-bin busybox-static skopeo umoci podman)
+tools=(nix-instantiate /bin/busybox skopeo umoci podman)
 
 missing=()
 for i in "${!tools[@]}"; do
