@@ -22,12 +22,31 @@ pub fn created_by(inst: &Instruction, scope: &Scope) -> String {
             format!("RUN {} # buildkit", argv.join(" "))
         }
         Instruction::Copy(c) => {
-            let mut parts = c.sources.clone();
+            let mut parts = Vec::new();
+            if let Some(f) = &c.from {
+                parts.push(format!("--from={f}"));
+            }
+            if let Some(o) = &c.chown {
+                parts.push(format!("--chown={o}"));
+            }
+            if let Some(m) = &c.chmod {
+                parts.push(format!("--chmod={m}"));
+            }
+            parts.extend(c.sources.iter().cloned());
+            parts.extend(c.heredocs.iter().map(|h| format!("<<{}", h.name)));
             parts.push(c.dest.clone());
             format!("COPY {} # buildkit", parts.join(" "))
         }
         Instruction::Add(c) => {
-            let mut parts = c.sources.clone();
+            let mut parts = Vec::new();
+            if let Some(o) = &c.chown {
+                parts.push(format!("--chown={o}"));
+            }
+            if let Some(m) = &c.chmod {
+                parts.push(format!("--chmod={m}"));
+            }
+            parts.extend(c.sources.iter().cloned());
+            parts.extend(c.heredocs.iter().map(|h| format!("<<{}", h.name)));
             parts.push(c.dest.clone());
             format!("ADD {} # buildkit", parts.join(" "))
         }

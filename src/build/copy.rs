@@ -462,3 +462,72 @@ fn extract_tar(src: &Path, dest: &Path, offset: u32) -> Result<(), BuildError> {
     )?;
     Ok(())
 }
+
+/// Fills `dir` with what a `RUN --mount=type=bind` shows: the context
+/// files (under `source`) or, with `from`, a stage's merged filesystem.
+pub(super) fn bind_source(
+    b: &Builder<'_>,
+    from: Option<&str>,
+    source: &str,
+    dir: &Path,
+    done: &BTreeMap<usize, StageState>,
+) -> Result<(), BuildError> {
+    let w = Writer {
+        offset: b.offset_if_root(),
+        owner: (0, 0),
+        chmod: None,
+    };
+    let rel = clean_source(source);
+    match from {
+        Some(from) => {
+            let state = from
+                .parse::<usize>()
+                .ok()
+                .and_then(|i| done.get(&i))
+                .or_else(|| {
+                    b.stage_names
+                        .iter()
+                        .find(|(n, _)| n == from)
+                        .and_then(|(_, i)| done.get(i))
+                })
+                .ok_or_else(|| BuildError::Step {
+                    line: 0,
+                    message: format!("`from={from}`: only stages are supported yet"),
+                })?;
+            make_parents(dir, &rel, w.offset, true)?;
+            for t in state.layers.iter().map(|l| &l.tree) {
+                let p = t.join(&rel);
+                if fs::symlink_metadata(&p).is_ok() {
+                    w.tree(&p, &dir.join(&rel))?;
+                }
+            }
+        }
+        None => {
+            make_parents(dir, &rel, w.offset, true)?;
+            for f in &b.options.context_files {
+                let under =
+                    rel.is_empty() || f.path == rel || f.path.starts_with(&format!("{rel}/"));
+                if !under {
+                    continue;
+                }
+                let host = b.options.context.join(&f.path);
+                let target = dir.join(&f.path);
+                match f.kind {
+                    FileKind::Dir => w.dir(&target, f.mode)?,
+                    FileKind::File => {
+                        if let Some(parent) = target.parent() {
+                            fs::create_dir_all(parent).map_err(io_err("create", parent))?;
+                        }
+                        w.file(&host, &target, f.mode)?;
+                    }
+                    FileKind::Symlink => {
+                        let t = fs::read_link(&host).map_err(io_err("read", &host))?;
+                        w.symlink(&t, &target)?;
+                    }
+                    FileKind::Other => {}
+                }
+            }
+        }
+    }
+    Ok(())
+}

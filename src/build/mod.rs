@@ -146,6 +146,8 @@ struct Builder<'a> {
     progress: &'a (dyn Fn(Event) + Sync),
     ids: IdMap,
     offset: u32,
+    /// `AS name` → stage index, for `--mount from=`.
+    stage_names: Vec<(String, usize)>,
 }
 
 fn stage_label(s: &PlannedStage) -> String {
@@ -169,12 +171,17 @@ pub fn build(
         progress,
         ids,
         offset,
+        stage_names: evaluation
+            .stages
+            .iter()
+            .filter_map(|s| s.name.clone().map(|n| (n, s.index)))
+            .collect(),
     };
     let mut done: BTreeMap<usize, StageState> = BTreeMap::new();
     // Stages in dependency order: a stage runs once its base stage and
     // the stages it copies from are done.
     while done.len() < plan.stages.len() {
-        let mut progressed = false;
+        let mut ready = Vec::new();
         for pstage in &plan.stages {
             if done.contains_key(&pstage.index) {
                 continue;
@@ -192,18 +199,25 @@ pub fn build(
             if let crate::dockerfile::stage::Base::Stage(i) = estage.base {
                 needs.push(i);
             }
-            if needs.iter().any(|i| !done.contains_key(i)) {
-                continue;
+            if needs.iter().all(|i| done.contains_key(i)) {
+                ready.push((pstage, estage));
             }
-            let state = b.stage(pstage, estage, &done)?;
-            done.insert(pstage.index, state);
-            progressed = true;
         }
-        if !progressed {
+        if ready.is_empty() {
             return Err(BuildError::Step {
                 line: 0,
                 message: "the stages depend on each other in a cycle".into(),
             });
+        }
+        // Independent stages build in parallel.
+        use rayon::prelude::*;
+        let results: Vec<Result<(usize, StageState), BuildError>> = ready
+            .par_iter()
+            .map(|(p, e)| b.stage(p, e, &done).map(|s| (p.index, s)))
+            .collect();
+        for r in results {
+            let (index, state) = r?;
+            done.insert(index, state);
         }
     }
     let target = plan.target_stage();
@@ -583,7 +597,8 @@ impl Builder<'_> {
         }
         spec.cwd = PathBuf::from(&scope.workdir);
         spec.user = scope.user.clone();
-        spec.mounts = self.mounts(run, done, line)?;
+        let (mounts, _keep) = self.mounts(run, done, line, &scope.workdir)?;
+        spec.mounts = mounts;
         spec.output = sandbox::Output::Collect;
         let outcome = sandbox::run(&spec)?;
         log.extend_from_slice(&outcome.stdout);
@@ -613,10 +628,11 @@ impl Builder<'_> {
         run: &crate::dockerfile::instruction::RunInstruction,
         done: &BTreeMap<usize, StageState>,
         line: usize,
-    ) -> Result<Vec<sandbox::Mount>, BuildError> {
+        workdir: &str,
+    ) -> Result<(Vec<sandbox::Mount>, Vec<tempfile::TempDir>), BuildError> {
         use crate::dockerfile::instruction::MountKind as K;
-        let _ = done;
         let mut out = Vec::new();
+        let mut keep = Vec::new();
         for spec in &run.mounts {
             let Some(m) = &spec.mount else {
                 return Err(BuildError::Step {
@@ -629,9 +645,11 @@ impl Builder<'_> {
                 _ => String::new(),
             };
             let target_str = m.target.clone().unwrap_or(default_target);
-            let target = PathBuf::from(&target_str);
+            let target = PathBuf::from(format!("/{}", resolve_dest(workdir, &target_str)));
             let kind = match m.kind {
-                K::Tmpfs => sandbox::MountKind::Tmpfs { size: None },
+                K::Tmpfs => sandbox::MountKind::Tmpfs {
+                    size: m.size.filter(|&n| n > 0),
+                },
                 K::Cache => {
                     let id = m.id.clone().unwrap_or_else(|| target_str.clone());
                     let key = Blake3Digest::of(id.as_bytes()).to_hex();
@@ -656,7 +674,24 @@ impl Builder<'_> {
                         None => continue,
                     }
                 }
-                K::Bind | K::Ssh => {
+                K::Bind => {
+                    let dir = self.store.tmp_dir()?;
+                    let source = m.source.clone().unwrap_or_default();
+                    copy::bind_source(self, m.from.as_deref(), &source, dir.path(), done).map_err(
+                        |e| match e {
+                            BuildError::Step { message, .. } => BuildError::Step { line, message },
+                            other => other,
+                        },
+                    )?;
+                    let rel = crate::plan::select::clean_source(&source);
+                    let host = dir.path().join(&rel);
+                    keep.push(dir);
+                    sandbox::MountKind::Bind {
+                        source: host,
+                        readonly: m.readonly,
+                    }
+                }
+                K::Ssh => {
                     return Err(BuildError::Step {
                         line,
                         message: format!("mount `{}` is not supported yet", spec.text),
@@ -665,7 +700,7 @@ impl Builder<'_> {
             };
             out.push(sandbox::Mount { target, kind });
         }
-        Ok(out)
+        Ok((out, keep))
     }
 
     fn workdir(&self, state: &StageState, estep: &Step, upper: &Path) -> Result<(), BuildError> {
