@@ -345,6 +345,50 @@ CMD echo hi
 }
 
 #[test]
+fn entrypoint_resets_an_inherited_cmd_but_keeps_its_own_stage_cmd() {
+    common::require_sandbox!();
+    let c = Ctx::new();
+    let ctx = c.context(
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM busybox AS base
+CMD [\"inherited\"]
+
+FROM base AS reset
+ENTRYPOINT [\"/bin/echo\"]
+
+FROM base
+CMD [\"own\"]
+ENTRYPOINT /bin/echo
+LABEL a=b
+STOPSIGNAL SIGINT
+VOLUME /data
+HEALTHCHECK --interval=5s CMD true
+",
+        )],
+    );
+    let reset = c.build(&ctx, &["--target", "reset"]);
+    let config = c.config(&reset);
+    assert!(config["config"].get("Cmd").is_none(), "{config}");
+    let last = c.build(&ctx, &[]);
+    let cc = &c.config(&last)["config"];
+    assert_eq!(cc["Cmd"], serde_json::json!(["own"]));
+    assert_eq!(
+        cc["Entrypoint"],
+        serde_json::json!(["/bin/sh", "-c", "/bin/echo"])
+    );
+    assert_eq!(cc["Labels"], serde_json::json!({"a": "b"}));
+    assert_eq!(cc["StopSignal"], "SIGINT");
+    assert_eq!(cc["Volumes"], serde_json::json!({"/data": {}}));
+    assert_eq!(
+        cc["Healthcheck"]["Test"],
+        serde_json::json!(["CMD-SHELL", "true"])
+    );
+    assert_eq!(cc["Healthcheck"]["Interval"], 5_000_000_000u64);
+}
+
+#[test]
 fn failing_run_missing_source_and_unknown_stage_name_the_line_and_leave_the_store_clean() {
     common::require_sandbox!();
     let c = Ctx::new();
@@ -383,4 +427,97 @@ fn build_log_is_kept_per_step() {
         .to_string();
     let log = c.kiln(&["log", &drv]);
     assert_eq!(stdout(&log), "from-the-step\n", "{}", stderr(&log));
+}
+
+/// The Debian + golang-go + ca-certificates root filesystem tar, made once
+/// with mmdebstrap (SOURCE_DATE_EPOCH set, `/dev` dropped, no resolv.conf
+/// or hostname) and cached under `target/`.
+fn go_base_tar() -> Option<PathBuf> {
+    let cache = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/kiln-test-cache");
+    let tar = cache.join("debian-go.tar");
+    if tar.is_file() {
+        return Some(tar);
+    }
+    if std::process::Command::new("mmdebstrap")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        return None;
+    }
+    std::fs::create_dir_all(&cache).unwrap();
+    let partial = cache.join("debian-go.tar.partial");
+    let st = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(
+            "mmdebstrap --variant=minbase --include=golang-go,ca-certificates --format=tar \
+             --customize-hook='rm -f \"$1\"/etc/resolv.conf \"$1\"/etc/hostname' bookworm - \
+             | mmtarfilter --path-exclude='/dev/*' > \"$0\"",
+        )
+        .arg(&partial)
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .status()
+        .unwrap();
+    assert!(st.success(), "mmdebstrap failed");
+    std::fs::rename(&partial, &tar).unwrap();
+    Some(tar)
+}
+
+/// examples/go-server end to end: slow (mmdebstrap once, about 2 min; the
+/// import and the Go build, minutes in a debug build), so `--ignored`;
+/// tests/run.sh runs it.
+#[test]
+#[ignore = "slow: builds a Debian Go base image; run by tests/run.sh"]
+fn go_server_example_builds_reproducibly_small_and_serves() {
+    common::require_sandbox!();
+    let Some(tar) = go_base_tar() else {
+        common::print_skip("mmdebstrap is missing (apt-get install mmdebstrap)");
+        return;
+    };
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/go-server");
+    let mut digests = Vec::new();
+    for name in ["one", "two/nested"] {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Ctx { dir };
+        let out = c.kiln(&[
+            "image",
+            "import",
+            tar.to_str().unwrap(),
+            "--tag",
+            "debian-go",
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let ctx = c.dir.path().join(name);
+        std::fs::create_dir_all(&ctx).unwrap();
+        for f in ["Dockerfile", "go.mod", "main.go"] {
+            std::fs::copy(example.join(f), ctx.join(f)).unwrap();
+        }
+        let m = c.build(
+            &ctx,
+            &["--build-arg", "GO_IMAGE=debian-go", "-t", "go-server"],
+        );
+        // Only the binary and the CA bundle, under 10 MB.
+        let files = c.files(&m);
+        let regular: Vec<&String> = files.iter().filter(|f| f.contains(" -r")).collect();
+        assert_eq!(regular.len(), 2, "{files:?}");
+        assert!(
+            files
+                .iter()
+                .any(|f| f.ends_with(" etc/ssl/certs/ca-certificates.crt"))
+        );
+        assert!(files.iter().any(|f| f.ends_with(" server")));
+        let manifest = c.json(&m);
+        let size: u64 = manifest["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["size"].as_u64().unwrap())
+            .sum();
+        assert!(size < 10 << 20, "image is {size} bytes");
+        // A no-op rebuild builds nothing.
+        let again = c.build_output(&ctx, &["--build-arg", "GO_IMAGE=debian-go"]);
+        assert!(!stderr(&again).contains(" built "), "{}", stderr(&again));
+        digests.push(m);
+    }
+    assert_eq!(digests[0], digests[1]);
 }

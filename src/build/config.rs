@@ -115,21 +115,31 @@ fn port_key(p: &str) -> String {
 
 /// Applies a metadata instruction (no filesystem change) to `config`, with
 /// its history entry.
-pub fn apply(config: &mut ImageConfig, inst: &Instruction, scope: &Scope, sde: i64) {
+/// `cmd_set` tells whether this stage set CMD already.
+pub fn apply(
+    config: &mut ImageConfig,
+    inst: &Instruction,
+    scope: &Scope,
+    sde: i64,
+    cmd_set: &mut bool,
+) {
     let c = &mut config.config;
     match inst {
         Instruction::Cmd(cmd) => {
             let (argv, shell) = shell_argv(&cmd.command, scope);
             c.cmd = Some(argv);
             c.args_escaped = shell;
+            *cmd_set = true;
         }
         Instruction::Entrypoint(e) => {
             let (argv, shell) = shell_argv(&e.command, scope);
             c.entrypoint = Some(argv);
             c.args_escaped = shell;
             // "If CMD is defined from the base image, setting ENTRYPOINT
-            // will reset CMD to an empty value."
-            c.cmd = None;
+            // will reset CMD to an empty value." A CMD of this stage stays.
+            if !*cmd_set {
+                c.cmd = None;
+            }
         }
         Instruction::Expose(e) => {
             for p in &e.ports {

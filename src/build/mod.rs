@@ -388,6 +388,7 @@ impl Builder<'_> {
                 StageState { layers, config }
             }
         };
+        let mut cmd_set = false;
         for (pstep, estep) in pstage.steps.iter().zip(&estage.steps) {
             match &pstep.derivation {
                 Some(drv) => {
@@ -441,7 +442,13 @@ impl Builder<'_> {
                     }
                 }
                 None => {
-                    config::apply(&mut state.config, &estep.instruction, &estep.scope, sde);
+                    config::apply(
+                        &mut state.config,
+                        &estep.instruction,
+                        &estep.scope,
+                        sde,
+                        &mut cmd_set,
+                    );
                 }
             }
         }

@@ -115,11 +115,8 @@ pub(super) fn run(store_flag: Option<&Path>, args: &ImageArgs) -> anyhow::Result
             };
             let sink = StoreBlobs { store: &store };
             let image = if source.is_dir() {
-                let mut o = options;
-                if nix::unistd::geteuid().is_root() {
-                    o.id_offset = 0;
-                }
-                import::import_dir(source, &sink, &o)?
+                // The directory holds the real owners (offset 0).
+                import::import_dir(source, &sink, &options)?
             } else {
                 let tmp = store.tmp_dir()?;
                 let (image, report) = if source.as_os_str() == "-" {
