@@ -389,6 +389,71 @@ HEALTHCHECK --interval=5s CMD true
 }
 
 #[test]
+fn add_unpacks_a_local_tar_copy_from_index_heredoc_label_iidfile_and_docker_archive() {
+    common::require_sandbox!();
+    let c = Ctx::new();
+    let ctx = c.context(
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM busybox
+ADD arch.tar.gz /x/
+FROM scratch
+COPY --from=0 /x/inner.txt /out/
+COPY <<EOF /greeting
+hello heredoc
+EOF
+",
+        )],
+    );
+    let t = c.dir.path().join("t");
+    std::fs::create_dir_all(&t).unwrap();
+    std::fs::write(t.join("inner.txt"), "inner\n").unwrap();
+    let st = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(&t)
+        .arg("-czf")
+        .arg(ctx.join("arch.tar.gz"))
+        .arg("inner.txt")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let iid = c.dir.path().join("iid");
+    let archive = c.dir.path().join("a.tar");
+    let m = c.build(
+        &ctx,
+        &[
+            "--label",
+            "org.example=1",
+            "--iidfile",
+            iid.to_str().unwrap(),
+            "--output",
+            &format!("docker-archive:{}", archive.display()),
+        ],
+    );
+    assert_eq!(std::fs::read_to_string(&iid).unwrap(), m);
+    let files = c.files(&m);
+    assert!(
+        files.contains(&"0 -rw-r--r-- 0/0 6 out/inner.txt".to_string()),
+        "{files:?}"
+    );
+    assert!(
+        files.contains(&"1 -rw-r--r-- 0/0 14 greeting".to_string()),
+        "{files:?}"
+    );
+    assert_eq!(
+        c.config(&m)["config"]["Labels"],
+        serde_json::json!({"org.example": "1"})
+    );
+    let list = std::process::Command::new("tar")
+        .arg("-tf")
+        .arg(&archive)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&list.stdout).contains("manifest.json"));
+}
+
+#[test]
 fn failing_run_missing_source_and_unknown_stage_name_the_line_and_leave_the_store_clean() {
     common::require_sandbox!();
     let c = Ctx::new();

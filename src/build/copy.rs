@@ -417,12 +417,16 @@ pub(super) fn copy(
                     }
                     FileKind::File => {
                         if req.add && is_tar(&host) {
-                            let dir = if into_dir || is_dir {
-                                &base
+                            // A local tar archive is unpacked where the file
+                            // would have gone (its directory).
+                            let dir = if rel.is_empty() {
+                                dest_path.clone()
                             } else {
-                                &dest_path
+                                target.parent().unwrap_or(&dest_path).to_path_buf()
                             };
-                            extract_tar(&host, dir, w.offset)?;
+                            let inner = dir.strip_prefix(upper).unwrap_or(Path::new(""));
+                            make_parents(upper, &inner.to_string_lossy(), w.offset, true)?;
+                            extract_tar(&host, &dir, w.offset)?;
                         } else {
                             if let Some(parent) = target.parent() {
                                 fs::create_dir_all(parent).map_err(io_err("create", parent))?;
