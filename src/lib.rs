@@ -5,6 +5,7 @@
 //! in, values out: no filesystem, environment, clock or network); [`context`]
 //! reads the build context; only [`cli`] prints.
 
+pub mod build;
 pub mod cli;
 pub mod context;
 pub mod derivation;

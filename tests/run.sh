@@ -9,8 +9,9 @@ cd "$(dirname "$0")/.."
 #   nix-bin: `nix-instantiate --parse flake.nix`
 #   busybox-static: /bin/busybox, the sandbox tests' root filesystem and the project-made busybox image
 #   skopeo, umoci, podman: accept the layouts and archives kiln writes (tests/image.rs)
-packages=(nix-bin busybox-static skopeo umoci podman)
-tools=(nix-instantiate /bin/busybox skopeo umoci podman)
+#   mmdebstrap, golang-go: the Debian Go base image of examples/go-server (tests/build.rs)
+packages=(nix-bin busybox-static skopeo umoci podman mmdebstrap golang-go)
+tools=(nix-instantiate /bin/busybox skopeo umoci podman mmdebstrap go)
 
 missing=()
 for i in "${!tools[@]}"; do
@@ -49,3 +50,5 @@ else
   cargo test --workspace --no-fail-fast
 fi
 cargo test --doc --workspace
+# The slow end-to-end example (a Debian Go base image, cached under target/).
+cargo test --test build -- --ignored

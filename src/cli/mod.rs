@@ -1,6 +1,8 @@
 //! The command line: clap types, one file per subcommand, and the only code
 //! that prints. Stdout carries data only; messages go to stderr.
 
+mod build;
+mod image;
 mod parse;
 pub mod plan;
 mod run;
@@ -40,6 +42,13 @@ pub enum Command {
     ShowDerivation(show::ShowArgs),
     /// Look after the store: path, info, add, verify, gc.
     Store(store::StoreArgs),
+    /// Build an image from a Dockerfile; the last line on stdout is its
+    /// manifest digest.
+    Build(build::BuildArgs),
+    /// Local images: import, ls, export, rm.
+    Image(image::ImageArgs),
+    /// Print a step's stored build log.
+    Log(build::LogArgs),
     /// Run a command in the sandbox over a root filesystem directory.
     Run(run::RunArgs),
     /// The sandbox's child side (internal: spawned by kiln itself).
@@ -54,7 +63,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plan(args) => plan::run(cli.store.as_deref(), &args),
         Command::ShowDerivation(args) => show::run(cli.store.as_deref(), &args),
         Command::Store(args) => store::run(cli.store.as_deref(), &args),
-        Command::Run(args) => run::run(&args),
+        Command::Build(args) => build::run(cli.store.as_deref(), &args),
+        Command::Image(args) => image::run(cli.store.as_deref(), &args),
+        Command::Log(args) => build::log(cli.store.as_deref(), &args),
+        Command::Run(args) => run::run(cli.store.as_deref(), &args),
         Command::SandboxInit => Ok(ExitCode::from(
             u8::try_from(crate::sandbox::init::main()).unwrap_or(1),
         )),

@@ -129,6 +129,36 @@ pub struct Planned {
     pub evaluation: stage::Evaluation,
     /// The derivations.
     pub plan: Plan,
+    /// The context listing the plan was made from.
+    pub files: Vec<plan::ContextFile>,
+    /// The context root, canonical.
+    pub root: PathBuf,
+}
+
+/// Base image configs read from the store: the image's manifest, then its
+/// config (`Env`, `WorkingDir`, `User`, `Shell`, `OnBuild`).
+pub struct StoreBases<'a> {
+    /// The store holding local images.
+    pub store: &'a Store,
+}
+
+impl stage::BaseImages for StoreBases<'_> {
+    fn config(&self, reference: &str) -> Option<stage::BaseConfig> {
+        let digest: Sha256Digest = StoreResolver { store: self.store }
+            .resolve(reference)
+            .ok()?
+            .parse()
+            .ok()?;
+        let image = crate::build::read_stored_image(self.store, &digest).ok()?;
+        let c = image.config.config;
+        Some(stage::BaseConfig {
+            env: c.env,
+            working_dir: c.working_dir.unwrap_or_default(),
+            user: c.user.unwrap_or_default(),
+            shell: c.shell,
+            onbuild: c.on_build,
+        })
+    }
 }
 
 fn located(file: &Path, line: usize, message: String) -> FileError {
@@ -148,7 +178,7 @@ pub fn make_plan(flags: &BuildFlags, store: &Store) -> anyhow::Result<Planned> {
         target: flags.target.clone(),
         ..stage::Options::default()
     };
-    let evaluation = stage::evaluate(&parsed, &options, &stage::UnknownBases)
+    let evaluation = stage::evaluate(&parsed, &options, &StoreBases { store })
         .map_err(|e| FileError::new(&file, e))?;
     let matcher = context::load_ignore(&flags.context, &file)?;
     let entries = context::walk(&flags.context, &matcher)?;
@@ -212,6 +242,8 @@ pub fn make_plan(flags: &BuildFlags, store: &Store) -> anyhow::Result<Planned> {
         dockerfile: parsed,
         evaluation,
         plan,
+        files,
+        root,
     })
 }
 

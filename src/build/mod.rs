@@ -1,0 +1,767 @@
+//! The scheduler: walks a plan stage by stage, asks the store for each step
+//! derivation's output, builds what is missing (RUN in the sandbox, COPY/ADD
+//! and WORKDIR directly) and assembles the image config and manifest.
+//!
+//! Owns no printing: progress goes out as [`Event`]s. Time comes in as
+//! `source_date_epoch`; the only clock read is for step durations.
+//!
+//! Invariants: every layer tree in the store is owned by shifted ids (inside
+//! id + the sandbox's offset) and is an overlay upper dir (whiteouts are
+//! 0/0 character devices); a layer's blob is written from that tree by the
+//! deterministic layer writer, so the same tree gives the same bytes.
+
+pub mod blobs;
+mod config;
+mod copy;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::digest::{Blake3Digest, Sha256Digest};
+use crate::dockerfile::instruction::{CommandForm, Instruction};
+use crate::dockerfile::stage::{Evaluation, Stage, Step};
+use crate::image::layer::{LayerOptions, WalkOptions};
+use crate::image::oci::{Descriptor, ImageConfig, Platform};
+use crate::image::{self, Compression, ImageError};
+use crate::plan::{ContextFile, Plan, PlannedStage, PlannedStep};
+use crate::sandbox::{self, IdMap, SandboxError};
+use crate::store::{Layer, Output, Store, StoreError, TreeKey};
+
+pub use blobs::StoreBlobs;
+
+/// Everything that can go wrong in a build.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The store failed.
+    #[error("store operation failed")]
+    Store(#[from] StoreError),
+    /// Writing or reading an image failed.
+    #[error("image operation failed")]
+    Image(#[from] ImageError),
+    /// The sandbox failed to run a step.
+    #[error("sandbox failed")]
+    Sandbox(#[from] SandboxError),
+    /// A step failed: its Dockerfile line and what went wrong.
+    #[error("line {line}: {message}")]
+    Step {
+        /// The Dockerfile line.
+        line: usize,
+        /// What went wrong.
+        message: String,
+    },
+    /// A file could not be read or written.
+    #[error("failed to {op} {}", path.display())]
+    Io {
+        /// The operation.
+        op: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub(crate) fn io_err(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BuildError {
+    let path = path.to_path_buf();
+    move |source| BuildError::Io { op, path, source }
+}
+
+/// What the build did with one step.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A stage starts.
+    Stage {
+        /// Its name or `#index`.
+        stage: String,
+    },
+    /// A filesystem step is done.
+    Step {
+        /// The stage's name or `#index`.
+        stage: String,
+        /// The Dockerfile line.
+        line: usize,
+        /// `RUN`, `COPY`, ...
+        keyword: &'static str,
+        /// The step derivation.
+        derivation: Blake3Digest,
+        /// Whether its output was already stored.
+        cached: bool,
+        /// Seconds it took.
+        seconds: f64,
+    },
+}
+
+/// The inputs of a build besides the plan.
+pub struct Options {
+    /// The kiln executable (the sandbox helper).
+    pub helper: PathBuf,
+    /// The build context root.
+    pub context: PathBuf,
+    /// The context listing the plan was made from.
+    pub context_files: Vec<ContextFile>,
+    /// SOURCE_DATE_EPOCH.
+    pub source_date_epoch: i64,
+    /// `--secret id=ID,src=PATH`.
+    pub secrets: BTreeMap<String, PathBuf>,
+    /// Rebuild every step even if stored (the new output is not recorded
+    /// over an existing one).
+    pub no_cache: bool,
+    /// `--label K=V`, applied to the target image.
+    pub labels: Vec<(String, String)>,
+}
+
+/// One layer of a stage's filesystem.
+#[derive(Debug, Clone)]
+struct StageLayer {
+    diff_id: Sha256Digest,
+    blob: Sha256Digest,
+    size: u64,
+    media_type: String,
+    tree: PathBuf,
+}
+
+/// A stage's state: its layers (bottom first) and config.
+#[derive(Debug, Clone)]
+struct StageState {
+    layers: Vec<StageLayer>,
+    config: ImageConfig,
+}
+
+/// The result of a build.
+#[derive(Debug, Clone)]
+pub struct Built {
+    /// The target image.
+    pub image: image::Image,
+    /// Its manifest digest.
+    pub manifest: Sha256Digest,
+    /// The target stage derivation.
+    pub derivation: Blake3Digest,
+}
+
+struct Builder<'a> {
+    store: &'a Store,
+    options: &'a Options,
+    progress: &'a (dyn Fn(Event) + Sync),
+    ids: IdMap,
+    offset: u32,
+    /// `AS name` → stage index, for `--mount from=`.
+    stage_names: Vec<(String, usize)>,
+}
+
+fn stage_label(s: &PlannedStage) -> String {
+    s.name.clone().unwrap_or_else(|| format!("#{}", s.index))
+}
+
+/// Builds the target of `plan` and stores its image (config, manifest and
+/// layers as blobs, the target stage's output recorded).
+pub fn build(
+    store: &Store,
+    evaluation: &Evaluation,
+    plan: &Plan,
+    options: &Options,
+    progress: &(dyn Fn(Event) + Sync),
+) -> Result<Built, BuildError> {
+    let ids = IdMap::for_invoker();
+    let offset = ids.host_uid(0).unwrap_or(0);
+    let b = Builder {
+        store,
+        options,
+        progress,
+        ids,
+        offset,
+        stage_names: evaluation
+            .stages
+            .iter()
+            .filter_map(|s| s.name.clone().map(|n| (n, s.index)))
+            .collect(),
+    };
+    let mut done: BTreeMap<usize, StageState> = BTreeMap::new();
+    // Stages in dependency order: a stage runs once its base stage and
+    // the stages it copies from are done.
+    while done.len() < plan.stages.len() {
+        let mut ready = Vec::new();
+        for pstage in &plan.stages {
+            if done.contains_key(&pstage.index) {
+                continue;
+            }
+            let estage = evaluation
+                .stages
+                .iter()
+                .find(|s| s.index == pstage.index)
+                .expect("the plan's stages come from the evaluation");
+            let mut needs: Vec<usize> = estage
+                .steps
+                .iter()
+                .flat_map(|s| s.from_stages.iter().copied())
+                .collect();
+            if let crate::dockerfile::stage::Base::Stage(i) = estage.base {
+                needs.push(i);
+            }
+            if needs.iter().all(|i| done.contains_key(i)) {
+                ready.push((pstage, estage));
+            }
+        }
+        if ready.is_empty() {
+            return Err(BuildError::Step {
+                line: 0,
+                message: "the stages depend on each other in a cycle".into(),
+            });
+        }
+        // Independent stages build in parallel.
+        use rayon::prelude::*;
+        let results: Vec<Result<(usize, StageState), BuildError>> = ready
+            .par_iter()
+            .map(|(p, e)| b.stage(p, e, &done).map(|s| (p.index, s)))
+            .collect();
+        for r in results {
+            let (index, state) = r?;
+            done.insert(index, state);
+        }
+    }
+    let target = plan.target_stage();
+    let mut state = done.remove(&target.index).expect("the target was built");
+    for (k, v) in &options.labels {
+        state.config.config.labels.insert(k.clone(), v.clone());
+    }
+    let sink = StoreBlobs { store };
+    let layers: Vec<Descriptor> = state
+        .layers
+        .iter()
+        .map(|l| Descriptor::new(&l.media_type, l.blob, l.size))
+        .collect();
+    let image = image::blob::put_image(&sink, &state.config, layers)?;
+    let manifest = image.descriptor.digest;
+    let output = Output {
+        layers: state
+            .layers
+            .iter()
+            .map(|l| Layer {
+                diff_id: l.diff_id,
+                blob: l.blob,
+                tree: tree_key_of(&l.tree),
+            })
+            .collect(),
+        config: Some(image.manifest.config.digest),
+    };
+    if store.output(&target.derivation.hash)?.is_none() {
+        store.record_output(&target.derivation.hash, &output)?;
+    }
+    Ok(Built {
+        image,
+        manifest,
+        derivation: target.derivation.hash,
+    })
+}
+
+/// Gives a layer tree's root the shifted root owner and mode 0755, as the
+/// sandbox expects of every lower dir (the root is never part of a layer).
+fn own_root(dir: &Path, offset: u32) -> Result<(), BuildError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
+        .map_err(io_err("chmod", dir))?;
+    if nix::unistd::geteuid().is_root() {
+        std::os::unix::fs::chown(dir, Some(offset), Some(offset)).map_err(io_err("chown", dir))?;
+    }
+    Ok(())
+}
+
+fn tree_key_of(path: &Path) -> Option<TreeKey> {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| TreeKey::new(n).ok())
+}
+
+/// Reads a stored image by manifest digest.
+pub fn read_stored_image(
+    store: &Store,
+    manifest: &Sha256Digest,
+) -> Result<image::Image, BuildError> {
+    let path = store.blob_path(manifest)?.ok_or_else(|| BuildError::Step {
+        line: 0,
+        message: format!("image manifest {manifest} is not in the store"),
+    })?;
+    let size = std::fs::metadata(&path)
+        .map_err(io_err("read", &path))?
+        .len();
+    let media = store
+        .blob_media_type(manifest)?
+        .unwrap_or_else(|| image::oci::media_type::MANIFEST.to_owned());
+    let desc = Descriptor::new(&media, *manifest, size);
+    Ok(image::blob::read_image(&StoreBlobs { store }, &desc)?)
+}
+
+/// The layer trees of a stored image, extracted into the store on first
+/// use (keyed by diff_id), bottom first.
+pub fn image_trees(store: &Store, image: &image::Image) -> Result<Vec<PathBuf>, BuildError> {
+    let offset = IdMap::for_invoker().host_uid(0).unwrap_or(0);
+    let mut out = Vec::new();
+    for (desc, diff_id) in image
+        .manifest
+        .layers
+        .iter()
+        .zip(&image.config.rootfs.diff_ids)
+    {
+        let key = TreeKey::new(&diff_id.to_hex())?;
+        if let Some(p) = store.tree_path(&key)? {
+            out.push(p);
+            continue;
+        }
+        let _lock = store.lock_derivation(&Blake3Digest::of(diff_id.to_hex().as_bytes()))?;
+        if let Some(p) = store.tree_path(&key)? {
+            out.push(p);
+            continue;
+        }
+        let tmp = store.tmp_dir()?;
+        let source = StoreBlobs { store };
+        let reader = image::blob::open_verified(&source, desc)?;
+        let id_offset = (nix::unistd::geteuid().is_root()).then_some(offset);
+        image::extract::apply_layer(
+            reader,
+            tmp.path(),
+            &image::extract::ExtractOptions {
+                id_offset,
+                xattrs: false,
+            },
+        )?;
+        own_root(tmp.path(), offset)?;
+        out.push(store.add_tree(tmp.path(), &key)?);
+    }
+    Ok(out)
+}
+
+impl Builder<'_> {
+    fn stage(
+        &self,
+        pstage: &PlannedStage,
+        estage: &Stage,
+        done: &BTreeMap<usize, StageState>,
+    ) -> Result<StageState, BuildError> {
+        let label = stage_label(pstage);
+        (self.progress)(Event::Stage {
+            stage: label.clone(),
+        });
+        let sde = self.options.source_date_epoch;
+        let mut state = match &estage.base {
+            crate::dockerfile::stage::Base::Scratch => StageState {
+                layers: Vec::new(),
+                config: ImageConfig::new(&Platform::linux_amd64(), sde),
+            },
+            crate::dockerfile::stage::Base::Stage(i) => {
+                let mut s = done.get(i).expect("base stage done first").clone();
+                s.config.created = Some(image::oci::rfc3339(sde));
+                s
+            }
+            crate::dockerfile::stage::Base::Image(_) => {
+                let digest = pstage
+                    .base
+                    .rsplit_once('@')
+                    .map_or(pstage.base.as_str(), |(_, d)| d)
+                    .parse::<Sha256Digest>()
+                    .map_err(|e| BuildError::Step {
+                        line: estage.span.start,
+                        message: format!("bad base image digest `{}`: {e}", pstage.base),
+                    })?;
+                let img = read_stored_image(self.store, &digest).map_err(|e| BuildError::Step {
+                    line: estage.span.start,
+                    message: format!("base image {}: {e}", pstage.base),
+                })?;
+                let trees = image_trees(self.store, &img)?;
+                let layers = img
+                    .manifest
+                    .layers
+                    .iter()
+                    .zip(&img.config.rootfs.diff_ids)
+                    .zip(trees)
+                    .map(|((d, diff), tree)| StageLayer {
+                        diff_id: *diff,
+                        blob: d.digest,
+                        size: d.size,
+                        media_type: d.media_type.clone(),
+                        tree,
+                    })
+                    .collect();
+                let mut config = img.config.clone();
+                config.created = Some(image::oci::rfc3339(sde));
+                config.config.on_build.clear();
+                StageState { layers, config }
+            }
+        };
+        let mut cmd_set = false;
+        for (pstep, estep) in pstage.steps.iter().zip(&estage.steps) {
+            match &pstep.derivation {
+                Some(drv) => {
+                    let started = Instant::now();
+                    let (out, cached) = self.step(&state, pstep, estep, &drv.hash, done)?;
+                    (self.progress)(Event::Step {
+                        stage: label.clone(),
+                        line: pstep.span.start,
+                        keyword: pstep.keyword,
+                        derivation: drv.hash,
+                        cached,
+                        seconds: started.elapsed().as_secs_f64(),
+                    });
+                    let created_by = config::created_by(&estep.instruction, &estep.scope);
+                    match out.layers.first() {
+                        Some(layer) => {
+                            let tree = match &layer.tree {
+                                Some(k) => {
+                                    self.store.tree_path(k)?.ok_or_else(|| BuildError::Step {
+                                        line: pstep.span.start,
+                                        message: format!(
+                                            "layer tree {k} is missing from the store"
+                                        ),
+                                    })?
+                                }
+                                None => PathBuf::new(),
+                            };
+                            let path = self.store.blob_path(&layer.blob)?.ok_or_else(|| {
+                                BuildError::Step {
+                                    line: pstep.span.start,
+                                    message: format!("layer blob {} is missing", layer.blob),
+                                }
+                            })?;
+                            let size = std::fs::metadata(&path)
+                                .map_err(io_err("read", &path))?
+                                .len();
+                            state.layers.push(StageLayer {
+                                diff_id: layer.diff_id,
+                                blob: layer.blob,
+                                size,
+                                media_type: Compression::Gzip.layer_media_type().to_owned(),
+                                tree,
+                            });
+                            state.config.push_layer(layer.diff_id, &created_by, sde);
+                        }
+                        None => state.config.push_empty_layer(&created_by, sde),
+                    }
+                }
+                None => {
+                    config::apply(
+                        &mut state.config,
+                        &estep.instruction,
+                        &estep.scope,
+                        sde,
+                        &mut cmd_set,
+                    );
+                }
+            }
+        }
+        config::finish(&mut state.config, &estage.end);
+        Ok(state)
+    }
+
+    /// A step's output: stored, or built now under its lock.
+    fn step(
+        &self,
+        state: &StageState,
+        pstep: &PlannedStep,
+        estep: &Step,
+        hash: &Blake3Digest,
+        done: &BTreeMap<usize, StageState>,
+    ) -> Result<(Output, bool), BuildError> {
+        if !self.options.no_cache
+            && let Some(out) = self.store.output(hash)?
+        {
+            return Ok((out, true));
+        }
+        let _lock = self.store.lock_derivation(hash)?;
+        if !self.options.no_cache
+            && let Some(out) = self.store.output(hash)?
+        {
+            return Ok((out, true));
+        }
+        let line = pstep.span.start;
+        let started_ms = now_ms();
+        let build = self.store.start_build(hash, started_ms)?;
+        let upper = self.store.tmp_dir()?;
+        let mut log = Vec::new();
+        let result = match &estep.instruction {
+            Instruction::Run(run) => self.run(state, run, estep, upper.path(), &mut log, done),
+            Instruction::Copy(_) | Instruction::Add(_) => {
+                copy::copy(self, state, estep, upper.path(), done)
+            }
+            Instruction::Workdir(_) => self.workdir(state, estep, upper.path()),
+            other => Err(BuildError::Step {
+                line,
+                message: format!("`{}` has no filesystem effect to build", other.keyword()),
+            }),
+        };
+        let log_obj = self.store.add_object(&mut log.as_slice()).ok();
+        if let Err(e) = result {
+            let _ = self
+                .store
+                .finish_build(build, now_ms(), 1, log_obj.as_ref());
+            return Err(match e {
+                BuildError::Step { .. } => e,
+                other => BuildError::Step {
+                    line,
+                    message: error_chain(&other),
+                },
+            });
+        }
+        let output = self.ingest(upper.path(), hash)?;
+        let output = if self.store.output(hash)?.is_some() {
+            output
+        } else {
+            self.store.record_output(hash, &output)?
+        };
+        self.store
+            .finish_build(build, now_ms(), 0, log_obj.as_ref())?;
+        Ok((output, false))
+    }
+
+    /// Turns a finished layer dir into a blob and a store tree.
+    fn ingest(&self, dir: &Path, hash: &Blake3Digest) -> Result<Output, BuildError> {
+        let empty = std::fs::read_dir(dir)
+            .map_err(io_err("read", dir))?
+            .next()
+            .is_none();
+        if empty {
+            return Ok(Output {
+                layers: Vec::new(),
+                config: None,
+            });
+        }
+        let sink = StoreBlobs { store: self.store };
+        let mut w = image::blob::BlobSink::begin_blob(&sink)?;
+        let (info, _) = image::layer::write_dir_layer(
+            dir,
+            &WalkOptions {
+                id_offset: if nix::unistd::geteuid().is_root() {
+                    self.offset
+                } else {
+                    0
+                },
+                overlay: true,
+            },
+            LayerOptions {
+                compression: Compression::Gzip,
+                source_date_epoch: self.options.source_date_epoch,
+            },
+            &mut w,
+        )?;
+        std::io::Write::flush(&mut w).map_err(io_err("write", dir))?;
+        w.commit()?;
+        let key = TreeKey::new(&hash.to_hex())?;
+        // The tree is the directory itself: move it out of its TempDir.
+        let keep = self.store.tmp_dir()?.keep();
+        std::fs::remove_dir(&keep).map_err(io_err("remove", &keep))?;
+        std::fs::rename(dir, &keep).map_err(io_err("rename", dir))?;
+        std::fs::create_dir(dir).map_err(io_err("create", dir))?;
+        own_root(&keep, self.offset)?;
+        self.store.add_tree(&keep, &key)?;
+        Ok(Output {
+            layers: vec![Layer {
+                diff_id: info.diff_id,
+                blob: info.digest,
+                tree: Some(key),
+            }],
+            config: None,
+        })
+    }
+
+    fn run(
+        &self,
+        state: &StageState,
+        run: &crate::dockerfile::instruction::RunInstruction,
+        estep: &Step,
+        upper: &Path,
+        log: &mut Vec<u8>,
+        done: &BTreeMap<usize, StageState>,
+    ) -> Result<(), BuildError> {
+        let line = run.span.start;
+        let scope = &estep.scope;
+        let argv = match &run.command {
+            CommandForm::Exec(a) => a.clone(),
+            CommandForm::Shell(_) => run.command.to_argv(&scope.shell),
+        };
+        if !run.heredocs.is_empty() {
+            return Err(BuildError::Step {
+                line,
+                message: "RUN with heredocs is not supported yet".into(),
+            });
+        }
+        let work = self.store.tmp_dir()?;
+        let mut spec = sandbox::Spec::new(
+            self.options.helper.clone(),
+            sandbox::Upper::Dir {
+                upper: upper.to_path_buf(),
+                work: work.path().to_path_buf(),
+            },
+            argv,
+        );
+        spec.lower = state.layers.iter().map(|l| l.tree.clone()).collect();
+        spec.env = scope.vars.clone();
+        if !spec.env.iter().any(|(k, _)| k == "PATH") {
+            spec.env
+                .insert(0, ("PATH".into(), sandbox::DEFAULT_PATH.to_owned()));
+        }
+        spec.cwd = PathBuf::from(&scope.workdir);
+        spec.user = scope.user.clone();
+        let (mounts, _keep) = self.mounts(run, done, line, &scope.workdir)?;
+        spec.mounts = mounts;
+        spec.output = sandbox::Output::Collect;
+        let outcome = sandbox::run(&spec)?;
+        log.extend_from_slice(&outcome.stdout);
+        log.extend_from_slice(&outcome.stderr);
+        if !outcome.status.success() {
+            let tail = String::from_utf8_lossy(&outcome.stderr);
+            let tail: Vec<&str> = tail.lines().rev().take(5).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            return Err(BuildError::Step {
+                line,
+                message: format!(
+                    "RUN failed with exit code {}{}",
+                    outcome.status.code(),
+                    if tail.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", tail.join(" | "))
+                    }
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    fn mounts(
+        &self,
+        run: &crate::dockerfile::instruction::RunInstruction,
+        done: &BTreeMap<usize, StageState>,
+        line: usize,
+        workdir: &str,
+    ) -> Result<(Vec<sandbox::Mount>, Vec<tempfile::TempDir>), BuildError> {
+        use crate::dockerfile::instruction::MountKind as K;
+        let mut out = Vec::new();
+        let mut keep = Vec::new();
+        for spec in &run.mounts {
+            let Some(m) = &spec.mount else {
+                return Err(BuildError::Step {
+                    line,
+                    message: format!("unsupported mount `{}`", spec.text),
+                });
+            };
+            let default_target = match (m.kind, &m.id) {
+                (K::Secret, Some(id)) => format!("/run/secrets/{id}"),
+                _ => String::new(),
+            };
+            let target_str = m.target.clone().unwrap_or(default_target);
+            let target = PathBuf::from(format!("/{}", resolve_dest(workdir, &target_str)));
+            let kind = match m.kind {
+                K::Tmpfs => sandbox::MountKind::Tmpfs {
+                    size: m.size.filter(|&n| n > 0),
+                },
+                K::Cache => {
+                    let id = m.id.clone().unwrap_or_else(|| target_str.clone());
+                    let key = Blake3Digest::of(id.as_bytes()).to_hex();
+                    let dir = self.store.root().join("cache").join(key);
+                    std::fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+                    sandbox::MountKind::Cache { source: dir }
+                }
+                K::Secret => {
+                    let id = m.id.clone().unwrap_or_default();
+                    match self.options.secrets.get(&id) {
+                        Some(src) => sandbox::MountKind::Secret {
+                            source: src.clone(),
+                        },
+                        None if m.required => {
+                            return Err(BuildError::Step {
+                                line,
+                                message: format!(
+                                    "secret `{id}` is required: pass `--secret id={id},src=PATH`"
+                                ),
+                            });
+                        }
+                        None => continue,
+                    }
+                }
+                K::Bind => {
+                    let dir = self.store.tmp_dir()?;
+                    let source = m.source.clone().unwrap_or_default();
+                    copy::bind_source(self, m.from.as_deref(), &source, dir.path(), done).map_err(
+                        |e| match e {
+                            BuildError::Step { message, .. } => BuildError::Step { line, message },
+                            other => other,
+                        },
+                    )?;
+                    let rel = crate::plan::select::clean_source(&source);
+                    let host = dir.path().join(&rel);
+                    keep.push(dir);
+                    sandbox::MountKind::Bind {
+                        source: host,
+                        readonly: m.readonly,
+                    }
+                }
+                K::Ssh => {
+                    return Err(BuildError::Step {
+                        line,
+                        message: format!("mount `{}` is not supported yet", spec.text),
+                    });
+                }
+            };
+            out.push(sandbox::Mount { target, kind });
+        }
+        Ok((out, keep))
+    }
+
+    fn workdir(&self, state: &StageState, estep: &Step, upper: &Path) -> Result<(), BuildError> {
+        let Instruction::Workdir(w) = &estep.instruction else {
+            unreachable!("called for WORKDIR only")
+        };
+        let path = resolve_dest(&estep.scope.workdir, &w.path);
+        if copy::exists_in(
+            &state
+                .layers
+                .iter()
+                .map(|l| l.tree.clone())
+                .collect::<Vec<_>>(),
+            &path,
+        ) {
+            return Ok(());
+        }
+        copy::make_parents(upper, &path, self.offset_if_root(), true)?;
+        Ok(())
+    }
+
+    fn offset_if_root(&self) -> u32 {
+        if nix::unistd::geteuid().is_root() {
+            self.offset
+        } else {
+            let _ = &self.ids;
+            0
+        }
+    }
+}
+
+/// `dest` made absolute against `workdir`, cleaned, without a leading `/`.
+pub(crate) fn resolve_dest(workdir: &str, dest: &str) -> String {
+    let joined = if dest.starts_with('/') {
+        dest.to_string()
+    } else {
+        format!("{workdir}/{dest}")
+    };
+    crate::plan::select::clean_source(&joined)
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    s
+}
+
+#[expect(
+    clippy::disallowed_methods,
+    reason = "wall-clock time only for build records, never hashed"
+)]
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(0))
+}

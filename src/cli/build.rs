@@ -1,0 +1,177 @@
+//! `kiln build`: plan, build what is missing, tag and export the image.
+//! The last line on stdout is the manifest digest; progress goes to stderr.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+
+use super::plan::{BuildFlags, make_plan, record, split_tag};
+use crate::build::{self, Event};
+use crate::store::Store;
+
+/// Arguments of `kiln build`.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// What to build.
+    #[command(flatten)]
+    pub build: BuildFlags,
+    /// Tag the image `NAME[:TAG]` (repeatable).
+    #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]")]
+    pub tags: Vec<String>,
+    /// Also write the image to `oci:DIR` or `docker-archive:FILE`.
+    #[arg(long, value_name = "DEST")]
+    pub output: Option<String>,
+    /// Build every step again even if its output is stored.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// A secret for `RUN --mount=type=secret`: `id=ID,src=PATH`.
+    #[arg(long, value_name = "id=ID,src=PATH")]
+    pub secret: Vec<String>,
+    /// A label for the image, `K=V`.
+    #[arg(long, value_name = "K=V")]
+    pub label: Vec<String>,
+    /// Write the image's manifest digest to this file.
+    #[arg(long, value_name = "FILE")]
+    pub iidfile: Option<PathBuf>,
+    /// `auto`, `plain` or `json`.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "plain", "json"])]
+    pub progress: String,
+}
+
+fn secrets(raw: &[String]) -> anyhow::Result<BTreeMap<String, PathBuf>> {
+    let mut out = BTreeMap::new();
+    for s in raw {
+        let mut id = None;
+        let mut src = None;
+        for part in s.split(',') {
+            match part.split_once('=') {
+                Some(("id", v)) => id = Some(v.to_owned()),
+                Some(("src" | "source", v)) => src = Some(PathBuf::from(v)),
+                _ => anyhow::bail!("invalid `--secret {s}`: expected `id=ID,src=PATH`"),
+            }
+        }
+        let id = id.with_context(|| format!("`--secret {s}` has no `id=`"))?;
+        let src = src.with_context(|| format!("`--secret {s}` has no `src=`"))?;
+        out.insert(id, src);
+    }
+    Ok(out)
+}
+
+#[expect(clippy::print_stderr, reason = "cli is the only module that prints")]
+fn render(json: bool, event: &Event) {
+    match event {
+        Event::Stage { stage } => {
+            if json {
+                eprintln!("{}", serde_json::json!({"event": "stage", "stage": stage}));
+            } else {
+                eprintln!("stage {stage}");
+            }
+        }
+        Event::Step {
+            stage,
+            line,
+            keyword,
+            derivation,
+            cached,
+            seconds,
+        } => {
+            let what = if *cached { "cached" } else { "built" };
+            if json {
+                eprintln!(
+                    "{}",
+                    serde_json::json!({"event": "step", "stage": stage, "line": line,
+                        "instruction": keyword, "derivation": derivation.to_string(),
+                        "cached": cached, "seconds": seconds})
+                );
+            } else {
+                eprintln!("  {stage} line {line} {keyword} {what} {seconds:.2}s {derivation}");
+            }
+        }
+    }
+}
+
+pub(super) fn run(store_flag: Option<&Path>, args: &BuildArgs) -> anyhow::Result<ExitCode> {
+    let store = Store::open(&super::store::root(store_flag)?)?;
+    let planned = make_plan(&args.build, &store)?;
+    record(&store, &planned.plan)?;
+    let mut labels = Vec::new();
+    for l in &args.label {
+        let (k, v) = l
+            .split_once('=')
+            .with_context(|| format!("`--label {l}` is not `K=V`"))?;
+        labels.push((k.to_owned(), v.to_owned()));
+    }
+    let options = build::Options {
+        helper: std::env::current_exe().context("failed to find the kiln executable")?,
+        context: planned.root.clone(),
+        context_files: planned.files.clone(),
+        source_date_epoch: i64::try_from(args.build.source_date_epoch.unwrap_or(0))
+            .context("--source-date-epoch is too large")?,
+        secrets: secrets(&args.secret)?,
+        no_cache: args.no_cache,
+        labels,
+    };
+    let json = args.progress == "json";
+    let file = args.build.dockerfile();
+    let built = build::build(&store, &planned.evaluation, &planned.plan, &options, &|e| {
+        render(json, &e)
+    })
+    .map_err(|e| match e {
+        build::BuildError::Step { line, message } if line > 0 => anyhow::Error::new(
+            super::FileError::new(&file, crate::dockerfile::ParseError::at(line, message)),
+        ),
+        other => anyhow::Error::new(other),
+    })?;
+    for tag in &args.tags {
+        let (n, t) = split_tag(tag);
+        store.tag_image(n, t, &built.manifest, Some(&built.derivation))?;
+    }
+    if let Some(dest) = &args.output {
+        let name = args.tags.first().map_or("latest", String::as_str);
+        super::image::export(&store, &built.manifest, name, dest)?;
+    }
+    if let Some(f) = &args.iidfile {
+        std::fs::write(f, built.manifest.to_string())
+            .with_context(|| format!("failed to write {}", f.display()))?;
+    }
+    let size: u64 = built.image.manifest.layers.iter().map(|l| l.size).sum();
+    #[expect(clippy::print_stderr, reason = "cli prints")]
+    {
+        eprintln!("image {} ({size} bytes compressed)", built.manifest);
+    }
+    writeln!(std::io::stdout().lock(), "{}", built.manifest)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Arguments of `kiln log`.
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// The step derivation (`blake3:...`).
+    pub derivation: String,
+}
+
+/// Prints a step's latest stored build log.
+pub(super) fn log(store_flag: Option<&Path>, args: &LogArgs) -> anyhow::Result<ExitCode> {
+    let store = Store::open(&super::store::root(store_flag)?)?;
+    let hash: crate::digest::Blake3Digest = args
+        .derivation
+        .parse()
+        .with_context(|| format!("`{}` is not a derivation hash", args.derivation))?;
+    let builds = store.builds(&hash)?;
+    let log = builds
+        .iter()
+        .rev()
+        .find_map(|b| b.log)
+        .with_context(|| format!("no build log for {hash}"))?;
+    let path = store
+        .object_path(&log)?
+        .with_context(|| format!("log object {log} is missing"))?;
+    let bytes =
+        std::fs::read(&path).with_context(|| format!("failed to read {}", path.display()))?;
+    std::io::stdout().lock().write_all(&bytes)?;
+    Ok(ExitCode::SUCCESS)
+}

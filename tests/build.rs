@@ -1,0 +1,588 @@
+//! `kiln build` end to end over a busybox base image made by `kiln image
+//! import` (Debian's busybox-static): reproducibility, caching, errors that
+//! leave the store clean, and one fixture per instruction checked against
+//! the image config and the files in the layers.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use common::{busybox_rootfs, kiln, stderr, stdout};
+
+struct Ctx {
+    dir: tempfile::TempDir,
+}
+
+impl Ctx {
+    /// A fresh store with `busybox:latest` imported.
+    fn new() -> Ctx {
+        let dir = tempfile::tempdir().unwrap();
+        let rootfs = busybox_rootfs(dir.path());
+        let tar = dir.path().join("busybox.tar");
+        let st = std::process::Command::new("tar")
+            .args(["--sort=name", "-C"])
+            .arg(&rootfs)
+            .arg("-cf")
+            .arg(&tar)
+            .arg(".")
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let ctx = Ctx { dir };
+        let out = ctx.kiln(&["image", "import", tar.to_str().unwrap(), "--tag", "busybox"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        ctx
+    }
+
+    fn store(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    fn kiln(&self, args: &[&str]) -> Output {
+        kiln()
+            .arg("--store")
+            .arg(self.store())
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// Writes a context from `(path, content)` pairs; returns its dir.
+    fn context(&self, name: &str, files: &[(&str, &str)]) -> PathBuf {
+        let root = self.dir.path().join(name);
+        for (path, content) in files {
+            let p = root.join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, content).unwrap();
+        }
+        root
+    }
+
+    /// Builds `context`; returns the manifest digest.
+    fn build(&self, context: &Path, extra: &[&str]) -> String {
+        let out = self.build_output(context, extra);
+        assert!(out.status.success(), "build failed: {}", stderr(&out));
+        stdout(&out).lines().last().unwrap().to_string()
+    }
+
+    fn build_output(&self, context: &Path, extra: &[&str]) -> Output {
+        let mut args = vec!["build", context.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        self.kiln(&args)
+    }
+
+    fn blob(&self, digest: &str) -> Vec<u8> {
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        std::fs::read(self.store().join("blobs/sha256").join(hex)).unwrap()
+    }
+
+    fn json(&self, digest: &str) -> serde_json::Value {
+        serde_json::from_slice(&self.blob(digest)).unwrap()
+    }
+
+    /// The image config of a manifest.
+    fn config(&self, manifest: &str) -> serde_json::Value {
+        let m = self.json(manifest);
+        self.json(m["config"]["digest"].as_str().unwrap())
+    }
+
+    /// Every entry of every layer: `path type mode uid gid size`.
+    fn files(&self, manifest: &str) -> Vec<String> {
+        let m = self.json(manifest);
+        let mut out = Vec::new();
+        for (i, layer) in m["layers"].as_array().unwrap().iter().enumerate() {
+            let digest = layer["digest"].as_str().unwrap();
+            let hex = digest.strip_prefix("sha256:").unwrap();
+            let path = self.store().join("blobs/sha256").join(hex);
+            let list = std::process::Command::new("tar")
+                .arg("--numeric-owner")
+                .arg("-tvzf")
+                .arg(&path)
+                .output()
+                .unwrap();
+            for line in String::from_utf8_lossy(&list.stdout).lines() {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                // mode owner size date time name [-> target]
+                out.push(format!(
+                    "{i} {} {} {} {}",
+                    f[0],
+                    f[1],
+                    f[2],
+                    f[5..].join(" ")
+                ));
+            }
+        }
+        out
+    }
+
+    fn verify_clean(&self) {
+        let out = self.kiln(&["store", "verify"]);
+        assert!(out.status.success(), "store verify: {}", stderr(&out));
+        let tmp: Vec<_> = std::fs::read_dir(self.store().join("tmp"))
+            .unwrap()
+            .collect();
+        assert!(tmp.is_empty(), "store tmp not empty: {tmp:?}");
+    }
+}
+
+const APP: &str = "FROM busybox AS build
+WORKDIR /work
+COPY src/ ./src/
+COPY main.txt .
+RUN cat src/a.txt main.txt > out.txt
+ENV GREETING=hi
+
+FROM scratch
+COPY --from=build /work/out.txt /app/out
+COPY --from=build /bin/busybox /bin/busybox
+EXPOSE 8080
+ENTRYPOINT [\"/bin/busybox\"]
+CMD [\"cat\", \"/app/out\"]
+";
+
+fn app_files() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("Dockerfile", APP),
+        ("src/a.txt", "a\n"),
+        ("src/sub/b.txt", "b\n"),
+        ("main.txt", "main\n"),
+    ]
+}
+
+#[test]
+fn two_fresh_stores_different_dirs_tz_umask_give_the_same_digest() {
+    common::require_sandbox!();
+    let a = Ctx::new();
+    let ctx_a = a.context("ctx-a", &app_files());
+    let first = a.build(&ctx_a, &[]);
+
+    let b = Ctx::new();
+    let ctx_b = b.context("some/other/place", &app_files());
+    // Different mtimes on the context copy.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    std::fs::write(ctx_b.join("main.txt"), "main\n").unwrap();
+    // Through a shell, to build under another umask.
+    let out = std::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg("umask 077; exec \"$0\" --store \"$1\" build \"$2\"")
+        .arg(env!("CARGO_BIN_EXE_kiln"))
+        .arg(b.store())
+        .arg(&ctx_b)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("SOURCE_DATE_EPOCH", "0")
+        .env("TZ", "Pacific/Kiritimati")
+        .env("LANG", "de_DE.UTF-8")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let second = stdout(&out).lines().last().unwrap().to_string();
+    assert_eq!(first, second);
+    assert!(first.starts_with("sha256:"));
+}
+
+#[test]
+fn no_op_rebuild_builds_nothing_and_an_edit_reruns_only_later_steps() {
+    common::require_sandbox!();
+    let c = Ctx::new();
+    let ctx = c.context("ctx", &app_files());
+    let first = c.build(&ctx, &[]);
+    let again = c.build_output(&ctx, &[]);
+    assert!(again.status.success());
+    let err = stderr(&again);
+    assert!(!err.contains(" built "), "{err}");
+    assert_eq!(stdout(&again).lines().last().unwrap(), first);
+
+    std::fs::write(ctx.join("main.txt"), "changed\n").unwrap();
+    let out = c.build_output(&ctx, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("line 2 WORKDIR cached"), "{err}");
+    assert!(err.contains("line 3 COPY cached"), "{err}");
+    assert!(err.contains("line 4 COPY built"), "{err}");
+    assert!(err.contains("line 5 RUN built"), "{err}");
+    assert_ne!(stdout(&out).lines().last().unwrap(), first);
+}
+
+#[test]
+fn app_image_config_and_files_match_docker() {
+    common::require_sandbox!();
+    let c = Ctx::new();
+    let ctx = c.context("ctx", &app_files());
+    let m = c.build(&ctx, &["-t", "app:1"]);
+    let config = c.config(&m);
+    let cc = &config["config"];
+    assert_eq!(cc["Entrypoint"], serde_json::json!(["/bin/busybox"]));
+    assert_eq!(cc["Cmd"], serde_json::json!(["cat", "/app/out"]));
+    assert_eq!(cc["ExposedPorts"], serde_json::json!({"8080/tcp": {}}));
+    assert_eq!(config["created"], "1970-01-01T00:00:00Z");
+    let history = config["history"].as_array().unwrap();
+    assert_eq!(history.len(), 5);
+    assert_eq!(history[2]["empty_layer"], true);
+    let files = c.files(&m);
+    assert!(
+        files.contains(&"0 -rw-r--r-- 0/0 7 app/out".to_string()),
+        "{files:?}"
+    );
+    assert!(
+        files
+            .iter()
+            .any(|f| f.starts_with("1 -rwxr-xr-x 0/0 ") && f.ends_with(" bin/busybox")),
+        "{files:?}"
+    );
+    // kiln run over the stored image uses its Entrypoint and Cmd.
+    let run = c.kiln(&["run", "app:1"]);
+    assert_eq!(stdout(&run), "a\nmain\n", "{}", stderr(&run));
+    // The image is listed and exports as an OCI layout skopeo accepts.
+    let ls = c.kiln(&["image", "ls"]);
+    assert!(stdout(&ls).contains(&format!("app:1\t{m}")));
+    let dir = c.dir.path().join("oci");
+    let out = c.kiln(&[
+        "image",
+        "export",
+        "app:1",
+        &format!("oci:{}", dir.display()),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    if let Ok(s) = std::process::Command::new("skopeo")
+        .arg("inspect")
+        .arg(format!("oci:{}:1", dir.display()))
+        .output()
+    {
+        assert!(s.status.success(), "{}", String::from_utf8_lossy(&s.stderr));
+    }
+    let rm = c.kiln(&["image", "rm", "app:1"]);
+    assert!(rm.status.success());
+}
+
+#[test]
+fn copy_chown_chmod_wildcard_and_dir_contents() {
+    common::require_sandbox!();
+    let c = Ctx::new();
+    let ctx = c.context(
+        "ctx",
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox
+COPY --chown=user:user a.txt /owned/
+COPY --chown=1234:55 a.txt /numeric
+COPY --chmod=0700 a.txt /private
+COPY *.md /docs/
+COPY dir /contents
+USER user
+WORKDIR /home/user
+ENV A=1 B=two
+",
+            ),
+            ("a.txt", "a\n"),
+            ("x.md", "x\n"),
+            ("y.md", "yy\n"),
+            ("dir/inner/f", "f\n"),
+        ],
+    );
+    let m = c.build(&ctx, &[]);
+    let files = c.files(&m);
+    let has = |s: &str| files.iter().any(|f| f.ends_with(s));
+    assert!(
+        files.contains(&"1 -rw-r--r-- 1000/1000 2 owned/a.txt".to_string()),
+        "{files:?}"
+    );
+    assert!(
+        files.contains(&"2 -rw-r--r-- 1234/55 2 numeric".to_string()),
+        "{files:?}"
+    );
+    assert!(
+        files.contains(&"3 -rwx------ 0/0 2 private".to_string()),
+        "{files:?}"
+    );
+    assert!(has(" docs/x.md") && has(" docs/y.md"), "{files:?}");
+    assert!(
+        has(" contents/inner/f") && !has(" contents/dir/inner/f"),
+        "{files:?}"
+    );
+    assert!(has(" home/user/"), "{files:?}");
+    let config = c.config(&m);
+    assert_eq!(config["config"]["User"], "user");
+    assert_eq!(config["config"]["WorkingDir"], "/home/user");
+    let env = config["config"]["Env"].as_array().unwrap();
+    assert!(env.contains(&serde_json::json!("A=1")) && env.contains(&serde_json::json!("B=two")));
+}
+
+#[test]
+fn run_shell_form_honours_shell_env_and_user() {
+    common::require_sandbox!();
+    let c = Ctx::new();
+    let ctx = c.context(
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM busybox
+ENV WHO=world
+RUN echo \"hello $WHO\" > /hello
+SHELL [\"/bin/sh\", \"-c\", \"-e\"]
+RUN [\"/bin/sh\", \"-c\", \"id -u > /uid\"]
+USER user
+RUN id -u > /tmp/uid2
+CMD echo hi
+",
+        )],
+    );
+    let m = c.build(&ctx, &[]);
+    let config = c.config(&m);
+    assert_eq!(
+        config["config"]["Shell"],
+        serde_json::json!(["/bin/sh", "-c", "-e"])
+    );
+    assert_eq!(
+        config["config"]["Cmd"],
+        serde_json::json!(["/bin/sh", "-c", "-e", "echo hi"])
+    );
+    assert_eq!(config["config"]["ArgsEscaped"], true);
+    let run = c.kiln(&["run", &m, "--", "cat", "/hello", "/uid", "/tmp/uid2"]);
+    assert_eq!(stdout(&run), "hello world\n0\n1000\n", "{}", stderr(&run));
+}
+
+#[test]
+fn entrypoint_resets_an_inherited_cmd_but_keeps_its_own_stage_cmd() {
+    common::require_sandbox!();
+    let c = Ctx::new();
+    let ctx = c.context(
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM busybox AS base
+CMD [\"inherited\"]
+
+FROM base AS reset
+ENTRYPOINT [\"/bin/echo\"]
+
+FROM base
+CMD [\"own\"]
+ENTRYPOINT /bin/echo
+LABEL a=b
+STOPSIGNAL SIGINT
+VOLUME /data
+HEALTHCHECK --interval=5s CMD true
+",
+        )],
+    );
+    let reset = c.build(&ctx, &["--target", "reset"]);
+    let config = c.config(&reset);
+    assert!(config["config"].get("Cmd").is_none(), "{config}");
+    let last = c.build(&ctx, &[]);
+    let cc = &c.config(&last)["config"];
+    assert_eq!(cc["Cmd"], serde_json::json!(["own"]));
+    assert_eq!(
+        cc["Entrypoint"],
+        serde_json::json!(["/bin/sh", "-c", "/bin/echo"])
+    );
+    assert_eq!(cc["Labels"], serde_json::json!({"a": "b"}));
+    assert_eq!(cc["StopSignal"], "SIGINT");
+    assert_eq!(cc["Volumes"], serde_json::json!({"/data": {}}));
+    assert_eq!(
+        cc["Healthcheck"]["Test"],
+        serde_json::json!(["CMD-SHELL", "true"])
+    );
+    assert_eq!(cc["Healthcheck"]["Interval"], 5_000_000_000u64);
+}
+
+#[test]
+fn add_unpacks_a_local_tar_copy_from_index_heredoc_label_iidfile_and_docker_archive() {
+    common::require_sandbox!();
+    let c = Ctx::new();
+    let ctx = c.context(
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM busybox
+ADD arch.tar.gz /x/
+FROM scratch
+COPY --from=0 /x/inner.txt /out/
+COPY <<EOF /greeting
+hello heredoc
+EOF
+",
+        )],
+    );
+    let t = c.dir.path().join("t");
+    std::fs::create_dir_all(&t).unwrap();
+    std::fs::write(t.join("inner.txt"), "inner\n").unwrap();
+    let st = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(&t)
+        .arg("-czf")
+        .arg(ctx.join("arch.tar.gz"))
+        .arg("inner.txt")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let iid = c.dir.path().join("iid");
+    let archive = c.dir.path().join("a.tar");
+    let m = c.build(
+        &ctx,
+        &[
+            "--label",
+            "org.example=1",
+            "--iidfile",
+            iid.to_str().unwrap(),
+            "--output",
+            &format!("docker-archive:{}", archive.display()),
+        ],
+    );
+    assert_eq!(std::fs::read_to_string(&iid).unwrap(), m);
+    let files = c.files(&m);
+    assert!(
+        files.contains(&"0 -rw-r--r-- 0/0 6 out/inner.txt".to_string()),
+        "{files:?}"
+    );
+    assert!(
+        files.contains(&"1 -rw-r--r-- 0/0 14 greeting".to_string()),
+        "{files:?}"
+    );
+    assert_eq!(
+        c.config(&m)["config"]["Labels"],
+        serde_json::json!({"org.example": "1"})
+    );
+    let list = std::process::Command::new("tar")
+        .arg("-tf")
+        .arg(&archive)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&list.stdout).contains("manifest.json"));
+}
+
+#[test]
+fn failing_run_missing_source_and_unknown_stage_name_the_line_and_leave_the_store_clean() {
+    common::require_sandbox!();
+    let c = Ctx::new();
+    for (name, dockerfile, line) in [
+        ("run", "FROM busybox\nRUN echo ok\nRUN exit 3\n", ":3:"),
+        ("missing", "FROM busybox\nCOPY nope /x\n", ":2:"),
+        ("stage", "FROM busybox\nCOPY --from=nostage /x /y\n", ":2:"),
+    ] {
+        let ctx = c.context(name, &[("Dockerfile", dockerfile)]);
+        let out = c.build_output(&ctx, &[]);
+        assert!(!out.status.success(), "{name} should fail");
+        let err = stderr(&out);
+        assert!(err.contains(&format!("Dockerfile{line}")), "{name}: {err}");
+        assert!(stdout(&out).is_empty(), "{name}: {}", stdout(&out));
+        c.verify_clean();
+    }
+}
+
+#[test]
+fn build_log_is_kept_per_step() {
+    common::require_sandbox!();
+    let c = Ctx::new();
+    let ctx = c.context(
+        "ctx",
+        &[("Dockerfile", "FROM busybox\nRUN echo from-the-step\n")],
+    );
+    let out = c.build_output(&ctx, &["--progress", "json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let drv = stderr(&out)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["instruction"] == "RUN")
+        .unwrap()["derivation"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let log = c.kiln(&["log", &drv]);
+    assert_eq!(stdout(&log), "from-the-step\n", "{}", stderr(&log));
+}
+
+/// The Debian + golang-go + ca-certificates root filesystem tar, made once
+/// with mmdebstrap (SOURCE_DATE_EPOCH set, `/dev` dropped, no resolv.conf
+/// or hostname) and cached under `target/`.
+fn go_base_tar() -> Option<PathBuf> {
+    let cache = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/kiln-test-cache");
+    let tar = cache.join("debian-go.tar");
+    if tar.is_file() {
+        return Some(tar);
+    }
+    if std::process::Command::new("mmdebstrap")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        return None;
+    }
+    std::fs::create_dir_all(&cache).unwrap();
+    let partial = cache.join("debian-go.tar.partial");
+    let st = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(
+            "mmdebstrap --variant=minbase --include=golang-go,ca-certificates --format=tar \
+             --customize-hook='rm -f \"$1\"/etc/resolv.conf \"$1\"/etc/hostname' bookworm - \
+             | mmtarfilter --path-exclude='/dev/*' > \"$0\"",
+        )
+        .arg(&partial)
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .status()
+        .unwrap();
+    assert!(st.success(), "mmdebstrap failed");
+    std::fs::rename(&partial, &tar).unwrap();
+    Some(tar)
+}
+
+/// examples/go-server end to end: slow (mmdebstrap once, about 2 min; the
+/// import and the Go build, minutes in a debug build), so `--ignored`;
+/// tests/run.sh runs it.
+#[test]
+#[ignore = "slow: builds a Debian Go base image; run by tests/run.sh"]
+fn go_server_example_builds_reproducibly_small_and_serves() {
+    common::require_sandbox!();
+    let Some(tar) = go_base_tar() else {
+        common::print_skip("mmdebstrap is missing (apt-get install mmdebstrap)");
+        return;
+    };
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/go-server");
+    let mut digests = Vec::new();
+    for name in ["one", "two/nested"] {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Ctx { dir };
+        let out = c.kiln(&[
+            "image",
+            "import",
+            tar.to_str().unwrap(),
+            "--tag",
+            "debian-go",
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let ctx = c.dir.path().join(name);
+        std::fs::create_dir_all(&ctx).unwrap();
+        for f in ["Dockerfile", "go.mod", "main.go"] {
+            std::fs::copy(example.join(f), ctx.join(f)).unwrap();
+        }
+        let m = c.build(
+            &ctx,
+            &["--build-arg", "GO_IMAGE=debian-go", "-t", "go-server"],
+        );
+        // Only the binary and the CA bundle, under 10 MB.
+        let files = c.files(&m);
+        let regular: Vec<&String> = files.iter().filter(|f| f.contains(" -r")).collect();
+        assert_eq!(regular.len(), 2, "{files:?}");
+        assert!(
+            files
+                .iter()
+                .any(|f| f.ends_with(" etc/ssl/certs/ca-certificates.crt"))
+        );
+        assert!(files.iter().any(|f| f.ends_with(" server")));
+        let manifest = c.json(&m);
+        let size: u64 = manifest["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["size"].as_u64().unwrap())
+            .sum();
+        assert!(size < 10 << 20, "image is {size} bytes");
+        // A no-op rebuild builds nothing.
+        let again = c.build_output(&ctx, &["--build-arg", "GO_IMAGE=debian-go"]);
+        assert!(!stderr(&again).contains(" built "), "{}", stderr(&again));
+        digests.push(m);
+    }
+    assert_eq!(digests[0], digests[1]);
+}
