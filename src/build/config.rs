@@ -21,35 +21,24 @@ pub fn created_by(inst: &Instruction, scope: &Scope) -> String {
             };
             format!("RUN {} # buildkit", argv.join(" "))
         }
-        Instruction::Copy(c) => {
-            let mut parts = Vec::new();
-            if let Some(f) = &c.from {
-                parts.push(format!("--from={f}"));
-            }
-            if let Some(o) = &c.chown {
-                parts.push(format!("--chown={o}"));
-            }
-            if let Some(m) = &c.chmod {
-                parts.push(format!("--chmod={m}"));
-            }
-            parts.extend(c.sources.iter().cloned());
-            parts.extend(c.heredocs.iter().map(|h| format!("<<{}", h.name)));
-            parts.push(c.dest.clone());
-            format!("COPY {} # buildkit", parts.join(" "))
-        }
-        Instruction::Add(c) => {
-            let mut parts = Vec::new();
-            if let Some(o) = &c.chown {
-                parts.push(format!("--chown={o}"));
-            }
-            if let Some(m) = &c.chmod {
-                parts.push(format!("--chmod={m}"));
-            }
-            parts.extend(c.sources.iter().cloned());
-            parts.extend(c.heredocs.iter().map(|h| format!("<<{}", h.name)));
-            parts.push(c.dest.clone());
-            format!("ADD {} # buildkit", parts.join(" "))
-        }
+        Instruction::Copy(c) => format!(
+            "COPY {} # buildkit",
+            copy_args(
+                &[("from", &c.from), ("chown", &c.chown), ("chmod", &c.chmod)],
+                &c.sources,
+                &c.heredocs,
+                &c.dest
+            )
+        ),
+        Instruction::Add(c) => format!(
+            "ADD {} # buildkit",
+            copy_args(
+                &[("chown", &c.chown), ("chmod", &c.chmod)],
+                &c.sources,
+                &c.heredocs,
+                &c.dest
+            )
+        ),
         Instruction::Workdir(w) => format!("WORKDIR {}", w.path),
         Instruction::Env(e) => format!(
             "ENV {}",
@@ -211,4 +200,22 @@ pub fn finish(config: &mut ImageConfig, end: &Scope) {
     if end.shell != default {
         c.shell = end.shell.clone();
     }
+}
+
+/// The arguments of a COPY or ADD as its history entry shows them: the flags
+/// given, the sources, heredoc names, the destination.
+fn copy_args(
+    flags: &[(&str, &Option<String>)],
+    sources: &[String],
+    heredocs: &[crate::dockerfile::instruction::HeredocSource],
+    dest: &str,
+) -> String {
+    let mut parts: Vec<String> = flags
+        .iter()
+        .filter_map(|(name, value)| value.as_ref().map(|v| format!("--{name}={v}")))
+        .collect();
+    parts.extend(sources.iter().cloned());
+    parts.extend(heredocs.iter().map(|h| format!("<<{}", h.name)));
+    parts.push(dest.to_string());
+    parts.join(" ")
 }
