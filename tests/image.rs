@@ -350,6 +350,7 @@ fn extracting_a_written_layer_restores_the_tree() {
         &ExtractOptions {
             id_offset: Some(0),
             xattrs: true,
+            overlay_whiteouts: false,
         },
     )
     .unwrap();
@@ -454,6 +455,7 @@ fn apply(root: &Path, tar: &[u8]) -> Result<kiln::image::extract::ExtractReport,
         &ExtractOptions {
             id_offset: None,
             xattrs: false,
+            overlay_whiteouts: false,
         },
     )
 }

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::digest::{Blake3Digest, Sha256Digest};
-use crate::dockerfile::instruction::{CommandForm, Instruction};
+use crate::dockerfile::instruction::{CommandForm, Instruction, RunScript};
 use crate::dockerfile::stage::{Evaluation, Stage, Step};
 use crate::image::layer::{LayerOptions, WalkOptions};
 use crate::image::oci::{Descriptor, ImageConfig, Platform};
@@ -323,6 +323,7 @@ pub fn image_trees(store: &Store, image: &image::Image) -> Result<Vec<PathBuf>, 
             &image::extract::ExtractOptions {
                 id_offset,
                 xattrs: false,
+                overlay_whiteouts: true,
             },
         )?;
         own_root(tmp.path(), offset)?;
@@ -478,9 +479,11 @@ impl Builder<'_> {
         let upper = self.store.tmp_dir()?;
         let mut log = Vec::new();
         let result = match &estep.instruction {
-            Instruction::Run(run) => self.run(state, run, estep, upper.path(), &mut log, done),
+            Instruction::Run(run) => {
+                self.run(state, run, pstep, estep, upper.path(), &mut log, done)
+            }
             Instruction::Copy(_) | Instruction::Add(_) => {
-                copy::copy(self, state, estep, upper.path(), done)
+                copy::copy(self, state, pstep, estep, upper.path(), done)
             }
             Instruction::Workdir(_) => self.workdir(state, estep, upper.path()),
             other => Err(BuildError::Step {
@@ -566,6 +569,7 @@ impl Builder<'_> {
         &self,
         state: &StageState,
         run: &crate::dockerfile::instruction::RunInstruction,
+        pstep: &PlannedStep,
         estep: &Step,
         upper: &Path,
         log: &mut Vec<u8>,
@@ -573,16 +577,32 @@ impl Builder<'_> {
     ) -> Result<(), BuildError> {
         let line = run.span.start;
         let scope = &estep.scope;
-        let argv = match &run.command {
-            CommandForm::Exec(a) => a.clone(),
-            CommandForm::Shell(_) => run.command.to_argv(&scope.shell),
+        // Heredocs (F35, F36): a lone `#!` body runs as a file from a
+        // read-only mount, any other body or combined line through the shell.
+        let mut pipes = None;
+        let argv = match run.script() {
+            RunScript::Command(CommandForm::Exec(a)) => a,
+            RunScript::Command(form @ CommandForm::Shell(_)) => form.to_argv(&scope.shell),
+            RunScript::Script(text) | RunScript::Combined(text) => {
+                CommandForm::Shell(text).to_argv(&scope.shell)
+            }
+            RunScript::Shebang { name, body } => {
+                use std::os::unix::fs::PermissionsExt;
+                let dir = self.store.tmp_dir()?;
+                let file = dir.path().join(&name);
+                std::fs::write(&file, body).map_err(io_err("write", &file))?;
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755))
+                    .map_err(io_err("chmod", &file))?;
+                own_root(dir.path(), self.offset_if_root())?;
+                if nix::unistd::geteuid().is_root() {
+                    let id = self.offset_if_root();
+                    std::os::unix::fs::chown(&file, Some(id), Some(id))
+                        .map_err(io_err("chown", &file))?;
+                }
+                pipes = Some(dir);
+                CommandForm::Shell(format!("/dev/pipes/{name}")).to_argv(&scope.shell)
+            }
         };
-        if !run.heredocs.is_empty() {
-            return Err(BuildError::Step {
-                line,
-                message: "RUN with heredocs is not supported yet".into(),
-            });
-        }
         let work = self.store.tmp_dir()?;
         let mut spec = sandbox::Spec::new(
             self.options.helper.clone(),
@@ -600,7 +620,16 @@ impl Builder<'_> {
         }
         spec.cwd = PathBuf::from(&scope.workdir);
         spec.user = scope.user.clone();
-        let (mounts, _keep) = self.mounts(run, done, line, &scope.workdir)?;
+        let (mut mounts, _keep) = self.mounts(run, pstep, estep, done)?;
+        if let Some(dir) = &pipes {
+            mounts.push(sandbox::Mount {
+                target: PathBuf::from("/dev/pipes"),
+                kind: sandbox::MountKind::Bind {
+                    source: dir.path().to_path_buf(),
+                    readonly: true,
+                },
+            });
+        }
         spec.mounts = mounts;
         spec.output = sandbox::Output::Collect;
         let outcome = sandbox::run(&spec)?;
@@ -629,11 +658,13 @@ impl Builder<'_> {
     fn mounts(
         &self,
         run: &crate::dockerfile::instruction::RunInstruction,
+        pstep: &PlannedStep,
+        estep: &Step,
         done: &BTreeMap<usize, StageState>,
-        line: usize,
-        workdir: &str,
     ) -> Result<(Vec<sandbox::Mount>, Vec<tempfile::TempDir>), BuildError> {
         use crate::dockerfile::instruction::MountKind as K;
+        let line = run.span.start;
+        let workdir = estep.scope.workdir.as_str();
         let mut out = Vec::new();
         let mut keep = Vec::new();
         for spec in &run.mounts {
@@ -680,12 +711,19 @@ impl Builder<'_> {
                 K::Bind => {
                     let dir = self.store.tmp_dir()?;
                     let source = m.source.clone().unwrap_or_default();
-                    copy::bind_source(self, m.from.as_deref(), &source, dir.path(), done).map_err(
-                        |e| match e {
-                            BuildError::Step { message, .. } => BuildError::Step { line, message },
-                            other => other,
-                        },
-                    )?;
+                    copy::bind_source(
+                        self,
+                        estep,
+                        pstep,
+                        m.from.as_deref(),
+                        &source,
+                        dir.path(),
+                        done,
+                    )
+                    .map_err(|e| match e {
+                        BuildError::Step { message, .. } => BuildError::Step { line, message },
+                        other => other,
+                    })?;
                     let rel = crate::plan::select::clean_source(&source);
                     let host = dir.path().join(&rel);
                     keep.push(dir);
@@ -711,17 +749,21 @@ impl Builder<'_> {
             unreachable!("called for WORKDIR only")
         };
         let path = resolve_dest(&estep.scope.workdir, &w.path);
-        if copy::exists_in(
-            &state
-                .layers
-                .iter()
-                .map(|l| l.tree.clone())
-                .collect::<Vec<_>>(),
-            &path,
-        ) {
+        let trees: Vec<PathBuf> = state.layers.iter().map(|l| l.tree.clone()).collect();
+        if copy::exists_in(&trees, &path) {
             return Ok(());
         }
-        copy::make_parents(upper, &path, self.offset_if_root(), true)?;
+        // BuildKit creates the missing directories as the stage's USER.
+        let user = estep.scope.user.as_str();
+        let owner = if user.is_empty() {
+            (0, 0)
+        } else {
+            copy::parse_chown(user, &trees).map_err(|message| BuildError::Step {
+                line: w.span.start,
+                message,
+            })?
+        };
+        copy::make_parents(upper, &trees, &path, self.offset_if_root(), owner, true)?;
         Ok(())
     }
 

@@ -52,6 +52,12 @@ pub struct ExtractOptions {
     pub id_offset: Option<u32>,
     /// Whether to set the entries' extended attributes.
     pub xattrs: bool,
+    /// Keep the layer's deletions as overlayfs sees them (a whiteout as a
+    /// 0/0 character device, an opaque directory as the
+    /// `trusted.overlay.opaque` xattr) instead of only applying them, so
+    /// that the tree can be a lower dir above the layers it deletes from.
+    /// Needs root; ignored otherwise.
+    pub overlay_whiteouts: bool,
 }
 
 /// An entry that was deliberately not written.
@@ -147,14 +153,24 @@ impl Extractor<'_> {
         };
         let parent = self.resolve(parents, &label, true)?;
         if let Some(hidden) = base.strip_prefix(b".wh.") {
+            let overlay = self.options.overlay_whiteouts && nix::unistd::geteuid().is_root();
             if hidden == b".wh..opq" {
-                return self.opaque(&parent);
+                self.opaque(&parent)?;
+                if overlay {
+                    xattr::set(&parent, "trusted.overlay.opaque", b"y")
+                        .map_err(|e| ImageError::write(&parent, e))?;
+                }
+                return Ok(());
             }
             if hidden.starts_with(b".wh.") {
                 return Ok(());
             }
             let victim = parent.join(OsStr::from_bytes(hidden));
-            return remove_any(&victim);
+            remove_any(&victim)?;
+            if overlay {
+                self.whiteout(&victim)?;
+            }
+            return Ok(());
         }
         let dest = parent.join(OsStr::from_bytes(base));
         let is_dir = h.typeflag == typeflag::DIR;
@@ -328,6 +344,19 @@ impl Extractor<'_> {
             }
         }
         Ok(here(&stack))
+    }
+
+    /// An overlayfs whiteout at `path`: a 0/0 character device, owned by
+    /// the (shifted) root.
+    fn whiteout(&self, path: &Path) -> Result<(), ImageError> {
+        use nix::sys::stat::{Mode, SFlag, makedev, mknod};
+        mknod(path, SFlag::S_IFCHR, Mode::empty(), makedev(0, 0))
+            .map_err(|e| ImageError::write(path, io::Error::from(e)))?;
+        if let Some(offset) = self.options.id_offset {
+            std::os::unix::fs::lchown(path, Some(offset), Some(offset))
+                .map_err(|e| ImageError::write(path, e))?;
+        }
+        Ok(())
     }
 
     fn opaque(&mut self, dir: &Path) -> Result<(), ImageError> {

@@ -117,6 +117,10 @@ pub struct PlannedStep {
     pub context_files: Vec<String>,
     /// Stage derivations it reads from (`COPY --from`, `--mount from`).
     pub stage_inputs: Vec<Blake3Digest>,
+    /// Images it reads from (`COPY --from=<image>`, `--mount from=`), each
+    /// with the manifest digest it resolved to.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<(String, String)>,
 }
 
 /// A planned stage.
@@ -226,6 +230,19 @@ pub fn plan(
     })
 }
 
+/// Whether a step is a `COPY --link` / `ADD --link` whose layer is built
+/// on an empty filesystem: BuildKit ignores `--link` with `--chmod`, and a
+/// `--chown` by name needs the stage's `/etc/passwd`.
+pub fn linked(inst: &Instruction) -> bool {
+    let (link, chmod, chown) = match inst {
+        Instruction::Copy(c) => (c.link, &c.chmod, &c.chown),
+        Instruction::Add(a) => (a.link, &a.chmod, &a.chown),
+        _ => return false,
+    };
+    let numeric = |s: &str| s.split(':').all(|p| p.parse::<u32>().is_ok());
+    link && chmod.is_none() && chown.as_deref().is_none_or(numeric)
+}
+
 /// The stage indices a stage reads from (base and `--from`s).
 fn stage_dependencies(stage: &Stage) -> Vec<usize> {
     let mut out = Vec::new();
@@ -282,13 +299,20 @@ fn plan_stage<'a>(
         let mut inputs: Vec<Vec<String>> = Vec::new();
         let mut context_files = Vec::new();
         let mut stage_inputs = Vec::new();
+        let mut images = Vec::new();
 
         // Context files a COPY/ADD selects (unless it copies from elsewhere),
         // and those a RUN --mount=type=bind without from= sees.
-        let mut selections: Vec<(Vec<String>, &[String])> = Vec::new();
+        let mut selections: Vec<(Vec<String>, select::How<'_>)> = Vec::new();
         match inst {
             Instruction::Copy(copy) if copy.from.is_none() => {
-                selections.push((copy.sources.clone(), &copy.excludes));
+                selections.push((
+                    copy.sources.clone(),
+                    select::How {
+                        excludes: &copy.excludes,
+                        parents: copy.parents,
+                    },
+                ));
             }
             Instruction::Add(add) => {
                 let local = add
@@ -297,7 +321,13 @@ fn plan_stage<'a>(
                     .filter(|s| !is_remote(s))
                     .cloned()
                     .collect();
-                selections.push((local, &add.excludes));
+                selections.push((
+                    local,
+                    select::How {
+                        excludes: &add.excludes,
+                        parents: false,
+                    },
+                ));
             }
             Instruction::Run(run) => {
                 for spec in &run.mounts {
@@ -305,18 +335,20 @@ fn plan_stage<'a>(
                         && mount.from.is_none()
                         && matches!(mount.kind, crate::dockerfile::instruction::MountKind::Bind)
                     {
-                        selections.push((vec![mount.source.clone().unwrap_or_default()], &[]));
+                        selections.push((
+                            vec![mount.source.clone().unwrap_or_default()],
+                            select::How::default(),
+                        ));
                     }
                 }
             }
             _ => {}
         }
-        for (sources, excludes) in selections {
-            let picked =
-                select::select(context, &sources, excludes).map_err(|e| PlanError::Source {
-                    line: inst.span().start,
-                    message: e.to_string(),
-                })?;
+        for (sources, how) in selections {
+            let picked = select::select(context, &sources, how).map_err(|e| PlanError::Source {
+                line: inst.span().start,
+                message: e.to_string(),
+            })?;
             for i in picked {
                 let f = &context[i];
                 inputs.push(vec![
@@ -348,7 +380,8 @@ fn plan_stage<'a>(
                             reference: text_ref.clone(),
                             reason,
                         })?;
-                    inputs.push(vec!["image".into(), text_ref.clone(), digest]);
+                    inputs.push(vec!["image".into(), text_ref.clone(), digest.clone()]);
+                    images.push((text_ref.clone(), digest));
                 }
             }
         }
@@ -367,7 +400,7 @@ fn plan_stage<'a>(
             let env = if run { scope.vars.clone() } else { Vec::new() };
             let empty: Vec<String> = Vec::new();
             let mut enc = Encoder::new(Kind::Step);
-            enc.text("parent", &parent)
+            enc.text("parent", if linked(inst) { "link" } else { &parent })
                 .text("instruction", &text)
                 .pairs("env", &env)
                 .list("shell", if run { &scope.shell } else { &empty })
@@ -385,7 +418,13 @@ fn plan_stage<'a>(
             enc.finish(format!("{label}: {}", summary(inst, &text)))
         });
         if let Some(d) = &derivation {
-            parent = d.hash.to_string();
+            // A `--link` layer does not depend on what is below it, but the
+            // steps after it depend on both.
+            parent = if linked(inst) {
+                format!("{parent}+{}", d.hash)
+            } else {
+                d.hash.to_string()
+            };
         }
         records.push(vec![
             inst.keyword().to_string(),
@@ -401,6 +440,7 @@ fn plan_stage<'a>(
             derivation,
             context_files,
             stage_inputs,
+            images,
         });
     }
 
