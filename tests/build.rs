@@ -586,3 +586,175 @@ fn go_server_example_builds_reproducibly_small_and_serves() {
     }
     assert_eq!(digests[0], digests[1]);
 }
+
+#[test]
+fn copy_from_stage_keeps_owners_and_honours_wildcards_excludes_symlinks_and_parents() {
+    common::require_sandbox!();
+    let c = Ctx::new();
+    let ctx = c.context(
+        "ctx",
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox AS src
+RUN mkdir -p /out/sub && echo a > /out/a.txt && echo bb > /out/b.md \\
+ && echo ccc > /out/sub/c.txt && chown -R 1234:99 /out && ln -s /out/a.txt /link
+FROM busybox
+COPY --from=src /out/*.txt /wild/
+COPY --from=src --exclude=*.md /out /nomd
+COPY --from=src /link /followed
+COPY --parents x/./y/*.txt /par/
+COPY --parents x/y/k.txt /keep/
+",
+            ),
+            ("x/y/k.txt", "k\n"),
+            ("x/y/skip.md", "s\n"),
+        ],
+    );
+    let m = c.build(&ctx, &[]);
+    let files = c.files(&m);
+    let has = |s: &str| files.iter().any(|f| f.ends_with(s));
+    // The base image is layer 0; then one layer per COPY.
+    assert!(
+        files.contains(&"1 -rw-r--r-- 1234/99 2 wild/a.txt".to_string()),
+        "{files:?}"
+    );
+    assert!(!has(" wild/b.md") && !has(" wild/sub/c.txt"), "{files:?}");
+    assert!(
+        files.contains(&"2 -rw-r--r-- 1234/99 4 nomd/sub/c.txt".to_string()),
+        "{files:?}"
+    );
+    assert!(has(" nomd/a.txt") && !has(" nomd/b.md"), "{files:?}");
+    assert!(
+        files.contains(&"3 -rw-r--r-- 1234/99 2 followed".to_string()),
+        "{files:?}"
+    );
+    assert!(
+        has(" par/y/k.txt") && !has(" par/y/skip.md") && !has(" par/x/"),
+        "{files:?}"
+    );
+    assert!(has(" keep/x/y/k.txt"), "{files:?}");
+}
+
+#[test]
+fn copy_from_an_image_and_run_heredocs() {
+    common::require_sandbox!();
+    let c = Ctx::new();
+    let ctx = c.context(
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM busybox
+RUN <<EOF
+echo hello > /h1
+EOF
+RUN <<EOF
+#!/bin/sh
+echo \"$0\" > /h2
+EOF
+RUN cat <<A > /h3 && cat <<B >> /h3
+one
+A
+two
+B
+FROM scratch
+COPY --from=busybox /bin/busybox /bin/busybox
+COPY --from=0 /h1 /h2 /h3 /out/
+",
+        )],
+    );
+    let m = c.build(&ctx, &["-t", "heredocs"]);
+    let files = c.files(&m);
+    assert!(
+        files
+            .iter()
+            .any(|f| f.starts_with("0 -rwxr-xr-x 0/0 ") && f.ends_with(" bin/busybox")),
+        "{files:?}"
+    );
+    // The heredoc outputs, read back through the image's own busybox.
+    let run = c.kiln(&[
+        "run",
+        "heredocs",
+        "--",
+        "/bin/busybox",
+        "cat",
+        "/out/h1",
+        "/out/h2",
+        "/out/h3",
+    ]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert_eq!(stdout(&run), "hello\n/dev/pipes/EOF\none\ntwo\n");
+}
+
+#[test]
+fn copy_keeps_existing_parents_follows_destination_symlinks_and_workdir_belongs_to_user() {
+    common::require_sandbox!();
+    let c = Ctx::new();
+    let ctx = c.context(
+        "ctx",
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox
+RUN mkdir -p /home/user/app && chown 1000:1000 /home/user/app && chmod 700 /home/user/app \\
+ && mkdir /srv && ln -s /srv /app
+COPY a.txt /home/user/app/
+COPY a.txt /app/
+USER user
+WORKDIR /data/w
+",
+            ),
+            ("a.txt", "a\n"),
+        ],
+    );
+    let m = c.build(&ctx, &[]);
+    let files = c.files(&m);
+    assert!(
+        files.contains(&"2 drwx------ 1000/1000 0 home/user/app/".to_string()),
+        "{files:?}"
+    );
+    assert!(
+        files.contains(&"2 -rw-r--r-- 0/0 2 home/user/app/a.txt".to_string()),
+        "{files:?}"
+    );
+    assert!(
+        files
+            .iter()
+            .any(|f| f.starts_with("3 ") && f.ends_with(" srv/a.txt")),
+        "{files:?}"
+    );
+    assert!(
+        !files
+            .iter()
+            .any(|f| f.starts_with("3 ") && f.contains(" app/")),
+        "{files:?}"
+    );
+    assert!(
+        files.contains(&"4 drwxr-xr-x 1000/1000 0 data/w/".to_string()),
+        "{files:?}"
+    );
+}
+
+#[test]
+fn copy_link_layer_does_not_depend_on_the_steps_below_it() {
+    let c = Ctx::new();
+    let step_hashes = |dockerfile: &str| -> Vec<String> {
+        let ctx = c.context("link", &[("Dockerfile", dockerfile), ("a.txt", "a\n")]);
+        let out = c.kiln(&["plan", ctx.to_str().unwrap(), "--json"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        plan["stages"][0]["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["derivation"]["hash"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    let a = step_hashes("FROM busybox\nRUN echo 1 > /x\nCOPY --link a.txt /a\nRUN cat /a\n");
+    let b = step_hashes("FROM busybox\nRUN echo 2 > /x\nCOPY --link a.txt /a\nRUN cat /a\n");
+    let plain = step_hashes("FROM busybox\nRUN echo 2 > /x\nCOPY a.txt /a\nRUN cat /a\n");
+    assert_ne!(a[0], b[0]);
+    assert_eq!(a[1], b[1], "the --link layer is shared");
+    assert_ne!(a[2], b[2], "the steps after it still see the change below");
+    assert_ne!(b[1], plain[1]);
+}

@@ -201,7 +201,7 @@ fn merged(trees: &[PathBuf], prefix: &str, offset: u32) -> Result<Vec<TreeEntry>
             if !m.is_dir() || is_opaque(&host) {
                 drop_below(map, rel, false);
             }
-            let inside = |id: u32| id.checked_sub(offset).unwrap_or(0);
+            let inside = |id: u32| id.saturating_sub(offset);
             map.insert(
                 rel.to_owned(),
                 TreeEntry {

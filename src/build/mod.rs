@@ -479,9 +479,7 @@ impl Builder<'_> {
         let upper = self.store.tmp_dir()?;
         let mut log = Vec::new();
         let result = match &estep.instruction {
-            Instruction::Run(run) => {
-                self.run(state, run, pstep, estep, upper.path(), &mut log, done)
-            }
+            Instruction::Run(_) => self.run(state, pstep, estep, upper.path(), &mut log, done),
             Instruction::Copy(_) | Instruction::Add(_) => {
                 copy::copy(self, state, pstep, estep, upper.path(), done)
             }
@@ -568,13 +566,15 @@ impl Builder<'_> {
     fn run(
         &self,
         state: &StageState,
-        run: &crate::dockerfile::instruction::RunInstruction,
         pstep: &PlannedStep,
         estep: &Step,
         upper: &Path,
         log: &mut Vec<u8>,
         done: &BTreeMap<usize, StageState>,
     ) -> Result<(), BuildError> {
+        let Instruction::Run(run) = &estep.instruction else {
+            unreachable!("called for RUN only")
+        };
         let line = run.span.start;
         let scope = &estep.scope;
         // Heredocs (F35, F36): a lone `#!` body runs as a file from a
