@@ -758,3 +758,110 @@ fn copy_link_layer_does_not_depend_on_the_steps_below_it() {
     assert_ne!(a[2], b[2], "the steps after it still see the change below");
     assert_ne!(b[1], plain[1]);
 }
+
+#[test]
+fn run_mounts_cache_bind_tmpfs_and_secret_leave_nothing_in_the_image() {
+    common::require_sandbox!();
+    let c = Ctx::new();
+    let secret = c.dir.path().join("token");
+    std::fs::write(&secret, "s3cr3t-value\n").unwrap();
+    let ctx = c.context(
+        "ctx",
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox AS files
+RUN mkdir /data && echo from-stage > /data/f
+FROM busybox
+ARG N=1
+RUN --mount=type=cache,target=/cache echo run-$N >> /cache/log && cp /cache/log /seen
+RUN --mount=type=bind,source=conf,target=/conf cat /conf/c.txt > /bound
+RUN --mount=type=bind,from=files,source=/data,target=/d cat /d/f > /from-stage
+RUN --mount=type=tmpfs,target=/scratch echo x > /scratch/x && ls /scratch > /listed
+RUN --mount=type=secret,id=token,required=true wc -c < /run/secrets/token > /secret-len
+",
+            ),
+            ("conf/c.txt", "conf\n"),
+        ],
+    );
+    let src = format!("id=token,src={}", secret.display());
+    let m = c.build(&ctx, &["--secret", &src, "-t", "mounts"]);
+    let files = c.files(&m);
+    let has = |s: &str| files.iter().any(|f| f.ends_with(s));
+    assert!(
+        !has(" cache/log") && !has(" conf/c.txt") && !has(" d/f"),
+        "{files:?}"
+    );
+    assert!(
+        !has(" scratch/x") && !has(" run/secrets/token"),
+        "{files:?}"
+    );
+    let cat = |path: &str| {
+        let out = c.kiln(&["run", "mounts", "--", "cat", path]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out)
+    };
+    assert_eq!(cat("/seen"), "run-1\n");
+    assert_eq!(cat("/bound"), "conf\n");
+    assert_eq!(cat("/from-stage"), "from-stage\n");
+    assert_eq!(cat("/listed"), "x\n");
+    assert_eq!(cat("/secret-len").trim(), "13");
+    // The cache persists into the next build that re-runs the step.
+    let m2 = c.build(
+        &ctx,
+        &["--secret", &src, "--build-arg", "N=2", "-t", "mounts"],
+    );
+    assert_ne!(m, m2);
+    assert_eq!(cat("/seen"), "run-1\nrun-2\n");
+    // The secret's value is nowhere in the store's blobs, objects or logs.
+    let grep = std::process::Command::new("grep")
+        .args(["-r", "-l", "-a", "s3cr3t-value"])
+        .arg(c.store())
+        .output()
+        .unwrap();
+    assert!(grep.stdout.is_empty(), "{}", stdout(&grep));
+    // A missing required secret names it.
+    let out = c.build_output(&ctx, &["--build-arg", "N=3"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("secret `token` is required"),
+        "{}",
+        stderr(&out)
+    );
+    c.verify_clean();
+}
+
+#[test]
+fn onbuild_triggers_run_when_the_image_is_used_as_a_base() {
+    common::require_sandbox!();
+    let c = Ctx::new();
+    let base = c.context(
+        "base",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nONBUILD COPY hello.txt /hello.txt\nONBUILD RUN echo triggered > /t\n",
+        )],
+    );
+    let b = c.build(&base, &["-t", "withtriggers"]);
+    let config = c.config(&b);
+    assert_eq!(
+        config["config"]["OnBuild"],
+        serde_json::json!(["COPY hello.txt /hello.txt", "RUN echo triggered > /t"])
+    );
+    let child = c.context(
+        "child",
+        &[
+            (
+                "Dockerfile",
+                "FROM withtriggers\nRUN cat /hello.txt /t > /both\n",
+            ),
+            ("hello.txt", "hi\n"),
+        ],
+    );
+    let m = c.build(&child, &["-t", "child"]);
+    let config = c.config(&m);
+    assert!(config["config"]["OnBuild"].is_null(), "{config}");
+    let out = c.kiln(&["run", "child", "--", "cat", "/both"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "hi\ntriggered\n");
+}

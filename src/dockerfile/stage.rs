@@ -690,11 +690,12 @@ fn parse_trigger(text: &str, from: Span) -> Result<Instruction, ParseError> {
             format!("ONBUILD trigger `{text}` of the base image: {e}"),
         )
     };
-    let parsed = super::parse(format!("{text}\n").as_bytes()).map_err(relocate)?;
+    // Parsed as the body of a stage, since only ARG may precede a FROM.
+    let parsed = super::parse(format!("FROM scratch\n{text}\n").as_bytes()).map_err(relocate)?;
     let mut inst = parsed
         .instructions
         .into_iter()
-        .next()
+        .nth(1)
         .ok_or_else(|| ParseError::at(from.start, "empty ONBUILD trigger in the base image"))?;
     relocate_span(&mut inst, from);
     Ok(inst)
