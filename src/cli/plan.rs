@@ -7,18 +7,14 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 
-use std::collections::BTreeMap;
-use std::os::unix::ffi::OsStrExt;
-
 use serde::Serialize;
 
 use super::FileError;
-use crate::context::hash::{StatCache, StatKey};
 use crate::context::{self, hash as context_hash};
 use crate::digest::{Blake3Digest, Sha256Digest};
 use crate::dockerfile::{self, ParseError, stage};
 use crate::plan::{self, Plan, PlanError, Resolver};
-use crate::store::{DerivationKind, StatEntry, Store};
+use crate::store::{DerivationKind, Store};
 
 /// The inputs every building command shares (`plan`, later `build`, `lock`).
 #[derive(Debug, Args, Clone)]
@@ -101,26 +97,6 @@ impl Resolver for StoreResolver<'_> {
     }
 }
 
-/// The store's stat cache, loaded for the paths of one context walk.
-struct LoadedCache {
-    /// Keyed by path bytes: comparing bytes is much cheaper than comparing
-    /// `Path` components, and this map is probed once per context file.
-    entries: BTreeMap<Vec<u8>, StatEntry>,
-}
-
-impl StatCache for LoadedCache {
-    fn lookup(&self, path: &Path, key: &StatKey) -> Option<String> {
-        let e = self.entries.get(path.as_os_str().as_bytes())?;
-        let same = e.dev == key.dev
-            && e.inode == key.inode
-            && e.size == key.size
-            && i128::from(e.mtime_ns) == key.mtime_ns
-            && i128::from(e.ctime_ns) == key.ctime_ns
-            && e.mode == key.mode;
-        same.then(|| e.hash.to_string())
-    }
-}
-
 /// Everything a plan is made of, for `plan` and later `build`.
 pub struct Planned {
     /// The Dockerfile as parsed.
@@ -133,6 +109,44 @@ pub struct Planned {
     pub files: Vec<plan::ContextFile>,
     /// The context root, canonical.
     pub root: PathBuf,
+    /// What reading the context took.
+    pub context: ContextStats,
+}
+
+/// What reading the build context took: printed as one line on stderr, as
+/// docker build reports transferring its context.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ContextStats {
+    /// Entries in the context (after `.dockerignore`).
+    pub files: usize,
+    /// Files whose hash came from the stat cache.
+    pub cached: usize,
+    /// Files read and hashed.
+    pub read: usize,
+    /// Bytes read.
+    pub read_bytes: u64,
+    /// Walk, stat cache and hashing, in seconds.
+    pub seconds: f64,
+}
+
+impl std::fmt::Display for ContextStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "context: {} entries, {} files from the stat cache, {} read ({} bytes) in {:.3}s",
+            self.files, self.cached, self.read, self.read_bytes, self.seconds
+        )
+    }
+}
+
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the stat cache trusts only files changed well before now; never hashed"
+)]
+fn unix_now_ns() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(0))
 }
 
 /// Base image configs read from the store: the image's manifest, then its
@@ -180,43 +194,41 @@ pub fn make_plan(flags: &BuildFlags, store: &Store) -> anyhow::Result<Planned> {
     };
     let evaluation = stage::evaluate(&parsed, &options, &StoreBases { store })
         .map_err(|e| FileError::new(&file, e))?;
-    let matcher = context::load_ignore(&flags.context, &file)?;
-    let entries = context::walk(&flags.context, &matcher)?;
-    let modes = if flags.exact_modes {
-        context_hash::Modes::Exact
-    } else {
-        context_hash::Modes::Masked
-    };
     let root = std::fs::canonicalize(&flags.context).with_context(|| {
         format!(
             "failed to open the build context {}",
             flags.context.display()
         )
     })?;
-    let cache = LoadedCache {
-        entries: store
-            .stat_cache_under(&root)?
-            .into_iter()
-            .map(|e| (e.path.as_os_str().as_bytes().to_vec(), e))
-            .collect(),
+    let started = std::time::Instant::now();
+    let walk_started_ns = unix_now_ns();
+    let matcher = context::load_ignore(&root, &file)?;
+    let entries = context::walk(&root, &matcher)?;
+    let modes = if flags.exact_modes {
+        context_hash::Modes::Exact
+    } else {
+        context_hash::Modes::Masked
     };
-    let (files, fresh) = context_hash::hash(&root, &entries, &cache, modes)?;
-    let fresh: Vec<StatEntry> = fresh
-        .into_iter()
-        .filter_map(|f| {
-            Some(StatEntry {
-                path: f.path,
-                dev: f.key.dev,
-                inode: f.key.inode,
-                size: f.key.size,
-                mtime_ns: i64::try_from(f.key.mtime_ns).ok()?,
-                ctime_ns: i64::try_from(f.key.ctime_ns).ok()?,
-                mode: f.key.mode,
-                hash: f.hash.parse().ok()?,
-            })
-        })
-        .collect();
-    store.stat_cache_put(&fresh)?;
+    // The stat cache for this root, merge-joined with the sorted walk:
+    // unchanged files keep their hash without being read.
+    let cache = store.context_cache(&root)?.unwrap_or_default();
+    let known = context_hash::join_cache(&entries, &cache);
+    let (files, fresh) = context_hash::hash(&root, &entries, known.hashes, modes)?;
+    if !fresh.is_empty() || known.used != known.listed {
+        let (bytes, count) = context_hash::encode_cache(&entries, &files, walk_started_ns);
+        store.put_context_cache(&root, &bytes, count)?;
+    }
+    let stats = ContextStats {
+        files: files.len(),
+        cached: known.used,
+        read: fresh.len(),
+        read_bytes: fresh.iter().map(|f| f.key.size).sum(),
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    #[expect(clippy::print_stderr, reason = "cli prints")]
+    {
+        eprintln!("{stats}");
+    }
     let plan = plan::plan(
         &evaluation,
         &files,
@@ -244,6 +256,7 @@ pub fn make_plan(flags: &BuildFlags, store: &Store) -> anyhow::Result<Planned> {
         plan,
         files,
         root,
+        context: stats,
     })
 }
 

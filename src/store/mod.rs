@@ -255,28 +255,6 @@ pub struct BuildRecord {
     pub log: Option<Blake3Digest>,
 }
 
-/// A stat-cache entry: when a file's stat fields still match, its content
-/// hash and mode can be reused without reading it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StatEntry {
-    /// The file (absolute path).
-    pub path: PathBuf,
-    /// `st_dev`.
-    pub dev: u64,
-    /// `st_ino`.
-    pub inode: u64,
-    /// `st_size`.
-    pub size: u64,
-    /// `st_mtime` in nanoseconds.
-    pub mtime_ns: i64,
-    /// `st_ctime` in nanoseconds.
-    pub ctime_ns: i64,
-    /// `st_mode`.
-    pub mode: u32,
-    /// blake3 of the content.
-    pub hash: Blake3Digest,
-}
-
 /// A count and total size.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct ItemCount {
@@ -768,22 +746,21 @@ impl Store {
         self.db().builds(derivation)
     }
 
-    /// Every stat-cache entry for files below `dir` (one range scan).
-    pub fn stat_cache_under(&self, dir: &Path) -> Result<Vec<StatEntry>, StoreError> {
-        self.db().stat_cache_under(dir)
+    /// The stat cache of the context rooted at `root` (its encoded
+    /// entries, see `context::hash`), if there is one.
+    pub fn context_cache(&self, root: &Path) -> Result<Option<Vec<u8>>, StoreError> {
+        self.db().context_cache(root)
     }
 
-    /// Looks up many paths in the stat cache at once (one transaction);
-    /// the result is in the order of `paths`. The caller compares the stat
-    /// fields with the file's current ones.
-    pub fn stat_cache_get(&self, paths: &[&Path]) -> Result<Vec<Option<StatEntry>>, StoreError> {
-        self.db().stat_cache_get(paths)
-    }
-
-    /// Inserts or replaces many stat-cache entries at once (one
-    /// transaction).
-    pub fn stat_cache_put(&self, entries: &[StatEntry]) -> Result<(), StoreError> {
-        self.db().stat_cache_put(entries)
+    /// Replaces the stat cache of the context rooted at `root` with
+    /// `entries` (encoded, listing `files` files).
+    pub fn put_context_cache(
+        &self,
+        root: &Path,
+        entries: &[u8],
+        files: u64,
+    ) -> Result<(), StoreError> {
+        self.db().put_context_cache(root, entries, files)
     }
 
     /// Counts and sizes of what the store records.
@@ -1092,26 +1069,28 @@ mod tests {
     }
 
     #[test]
-    fn stat_cache_is_batched_and_replaces() {
-        let (_dir, store) = store();
-        let entry = |path: &str, size| StatEntry {
-            path: PathBuf::from(path),
-            dev: 1,
-            inode: 2,
-            size,
-            mtime_ns: 3,
-            ctime_ns: 4,
-            mode: 0o100644,
-            hash: Blake3Digest::of(path.as_bytes()),
-        };
+    fn context_cache_is_kept_per_root_and_replaced() {
+        let (dir, mut store) = store();
+        let root = dir.path().join("ctx");
+        std::fs::create_dir(&root).unwrap();
+        assert_eq!(store.context_cache(&root).unwrap(), None);
+        store.put_context_cache(&root, b"one", 1).unwrap();
+        store.put_context_cache(&root, b"two", 2).unwrap();
         store
-            .stat_cache_put(&[entry("/a", 1), entry("/b", 2)])
+            .put_context_cache(Path::new("/gone/ctx"), b"three", 3)
             .unwrap();
-        store.stat_cache_put(&[entry("/a", 10)]).unwrap();
-        let got = store
-            .stat_cache_get(&[Path::new("/a"), Path::new("/nope"), Path::new("/b")])
-            .unwrap();
-        assert_eq!(got, vec![Some(entry("/a", 10)), None, Some(entry("/b", 2))]);
+        assert_eq!(
+            store.context_cache(&root).unwrap().as_deref(),
+            Some(&b"two"[..])
+        );
+        assert_eq!(store.info().unwrap().stat_cache, 5);
+        // gc drops the cache of a context that no longer exists.
+        store.gc(false).unwrap();
+        assert_eq!(store.context_cache(Path::new("/gone/ctx")).unwrap(), None);
+        assert_eq!(
+            store.context_cache(&root).unwrap().as_deref(),
+            Some(&b"two"[..])
+        );
     }
 
     #[test]
