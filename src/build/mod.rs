@@ -76,6 +76,31 @@ pub enum Event {
         /// Its name or `#index`.
         stage: String,
     },
+    /// A stage is done.
+    StageDone {
+        /// Its name or `#index`.
+        stage: String,
+    },
+    /// A filesystem step whose output is not stored starts building.
+    StepStarted {
+        /// The stage's name or `#index`.
+        stage: String,
+        /// The Dockerfile line.
+        line: usize,
+        /// The step derivation's human name (`build: RUN go build …`).
+        name: String,
+    },
+    /// A chunk of a running step's output (RUN's stdout or stderr).
+    Output {
+        /// The stage's name or `#index`.
+        stage: String,
+        /// The Dockerfile line.
+        line: usize,
+        /// Standard error rather than standard output.
+        stderr: bool,
+        /// The bytes, as the command wrote them.
+        bytes: Vec<u8>,
+    },
     /// A filesystem step is done.
     Step {
         /// The stage's name or `#index`.
@@ -394,7 +419,7 @@ impl Builder<'_> {
             match &pstep.derivation {
                 Some(drv) => {
                     let started = Instant::now();
-                    let (out, cached) = self.step(&state, pstep, estep, &drv.hash, done)?;
+                    let (out, cached) = self.step(&label, &state, pstep, estep, drv, done)?;
                     (self.progress)(Event::Step {
                         stage: label.clone(),
                         line: pstep.span.start,
@@ -450,18 +475,21 @@ impl Builder<'_> {
             }
         }
         config::finish(&mut state.config, &estage.end);
+        (self.progress)(Event::StageDone { stage: label });
         Ok(state)
     }
 
     /// A step's output: stored, or built now under its lock.
     fn step(
         &self,
+        label: &str,
         state: &StageState,
         pstep: &PlannedStep,
         estep: &Step,
-        hash: &Blake3Digest,
+        drv: &crate::derivation::Derivation,
         done: &BTreeMap<usize, StageState>,
     ) -> Result<(Output, bool), BuildError> {
+        let hash = &drv.hash;
         if !self.options.no_cache
             && let Some(out) = self.store.output(hash)?
         {
@@ -474,12 +502,19 @@ impl Builder<'_> {
             return Ok((out, true));
         }
         let line = pstep.span.start;
+        (self.progress)(Event::StepStarted {
+            stage: label.to_owned(),
+            line,
+            name: drv.name.clone(),
+        });
         let started_ms = now_ms();
         let build = self.store.start_build(hash, started_ms)?;
         let upper = self.store.tmp_dir()?;
         let mut log = Vec::new();
         let result = match &estep.instruction {
-            Instruction::Run(_) => self.run(state, pstep, estep, upper.path(), &mut log, done),
+            Instruction::Run(_) => {
+                self.run(label, state, pstep, estep, upper.path(), &mut log, done)
+            }
             Instruction::Copy(_) | Instruction::Add(_) => {
                 copy::copy(self, state, pstep, estep, upper.path(), done)
             }
@@ -563,8 +598,10 @@ impl Builder<'_> {
         })
     }
 
+    #[expect(clippy::too_many_arguments, reason = "one RUN's whole context")]
     fn run(
         &self,
+        label: &str,
         state: &StageState,
         pstep: &PlannedStep,
         estep: &Step,
@@ -631,12 +668,27 @@ impl Builder<'_> {
             });
         }
         spec.mounts = mounts;
-        spec.output = sandbox::Output::Collect;
-        let outcome = sandbox::run(&spec)?;
-        log.extend_from_slice(&outcome.stdout);
-        log.extend_from_slice(&outcome.stderr);
+        // Output goes to the step's log as it comes (both streams
+        // interleaved, as a terminal shows them) and out as progress.
+        let mut stderr_tail = Vec::new();
+        let outcome = sandbox::run_streaming(&spec, &mut |stream, bytes| {
+            log.extend_from_slice(bytes);
+            let stderr = stream == sandbox::Stream::Stderr;
+            if stderr {
+                stderr_tail.extend_from_slice(bytes);
+                if stderr_tail.len() > 64 * 1024 {
+                    stderr_tail.drain(..stderr_tail.len() - 16 * 1024);
+                }
+            }
+            (self.progress)(Event::Output {
+                stage: label.to_owned(),
+                line,
+                stderr,
+                bytes: bytes.to_vec(),
+            });
+        })?;
         if !outcome.status.success() {
-            let tail = String::from_utf8_lossy(&outcome.stderr);
+            let tail = String::from_utf8_lossy(&stderr_tail);
             let tail: Vec<&str> = tail.lines().rev().take(5).collect();
             let tail: Vec<&str> = tail.into_iter().rev().collect();
             return Err(BuildError::Step {

@@ -5,6 +5,7 @@ mod build;
 mod image;
 mod parse;
 pub mod plan;
+mod progress;
 mod run;
 mod show;
 mod store;
