@@ -494,6 +494,37 @@ fn build_log_is_kept_per_step() {
     assert_eq!(stdout(&log), "from-the-step\n", "{}", stderr(&log));
 }
 
+/// How many step layers of the store are held only as trees (no blob).
+fn layers_without_blob(store: &Path) -> i64 {
+    let db = rusqlite::Connection::open(store.join("kiln.sqlite")).unwrap();
+    db.query_row(
+        "SELECT count(*) FROM output_layers WHERE blob IS NULL",
+        [],
+        |row| row.get(0),
+    )
+    .unwrap()
+}
+
+#[test]
+fn builder_layers_are_compressed_only_when_an_image_holds_them() {
+    common::require_sandbox!();
+    let c = Ctx::new();
+    let ctx = c.context("app", &app_files());
+    c.build(&ctx, &[]);
+    // The build stage's WORKDIR, COPY, COPY and RUN layers are not in the
+    // FROM scratch image: no blob was written for them.
+    assert_eq!(layers_without_blob(&c.store()), 4);
+    c.verify_clean();
+    // Asking for the build stage as the image writes them now, and they
+    // are the bytes a store that wrote them at once has.
+    let late = c.build(&ctx, &["--target", "build"]);
+    assert_eq!(layers_without_blob(&c.store()), 0);
+    let fresh = Ctx::new();
+    let at_once = fresh.build(&fresh.context("app", &app_files()), &["--target", "build"]);
+    assert_eq!(late, at_once);
+    c.verify_clean();
+}
+
 #[test]
 fn progress_streams_step_output_and_ends_with_a_summary_and_metadata() {
     common::require_sandbox!();

@@ -33,6 +33,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0002_context_cache.sql",
         include_str!("../../store-schema/0002_context_cache.sql"),
     ),
+    (
+        3,
+        "0003_lazy_layer_blobs.sql",
+        include_str!("../../store-schema/0003_lazy_layer_blobs.sql"),
+    ),
 ];
 
 /// The schema version this binary writes: the last migration's number.
@@ -57,7 +62,7 @@ pub(crate) struct Graph {
     pub refs: Vec<(Blake3Digest, Blake3Digest)>,
     pub blob_refs: Vec<(Sha256Digest, Sha256Digest)>,
     pub output_configs: Vec<(Blake3Digest, Sha256Digest)>,
-    pub output_layers: Vec<(Blake3Digest, Sha256Digest, Option<TreeKey>)>,
+    pub output_layers: Vec<(Blake3Digest, Option<Sha256Digest>, Option<TreeKey>)>,
     pub images: Vec<(Sha256Digest, Option<Blake3Digest>)>,
     pub roots: Vec<RootTarget>,
     pub build_logs: Vec<(Blake3Digest, Blake3Digest)>,
@@ -440,7 +445,9 @@ impl Db {
         )
         .map_err(db_err(&path, "record an output"))?;
         for (position, layer) in output.layers.iter().enumerate() {
-            require(&tx, &path, "blob", &layer.blob.to_string())?;
+            if let Some(blob) = &layer.blob {
+                require(&tx, &path, "blob", &blob.to_string())?;
+            }
             if let Some(tree) = &layer.tree {
                 require(&tx, &path, "tree", tree.as_str())?;
             }
@@ -459,6 +466,25 @@ impl Db {
         }
         tx.commit().map_err(db_err(&path, "commit an output"))?;
         Ok(output.clone())
+    }
+
+    /// Records the blob written for layer `position` of `derivation`'s
+    /// output (written after the output, when an image needed it).
+    pub(crate) fn set_layer_blob(
+        &mut self,
+        derivation: &Blake3Digest,
+        position: usize,
+        blob: &Sha256Digest,
+    ) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let tx = self.tx("record a layer blob")?;
+        require(&tx, &path, "blob", &blob.to_string())?;
+        tx.execute(
+            "UPDATE output_layers SET blob = ?3 WHERE derivation = ?1 AND position = ?2",
+            params![derivation, to_sql_int(position as u64), blob],
+        )
+        .map_err(db_err(&path, "record a layer blob"))?;
+        tx.commit().map_err(db_err(&path, "commit a layer blob"))
     }
 
     /// A derivation's recorded output.
@@ -902,6 +928,14 @@ impl Db {
         let path = self.path.clone();
         let tx = self.tx("forget a broken tree")?;
         let e = || db_err(&path, "forget a broken tree");
+        // A layer held only as this tree is lost: its output goes (the
+        // derivation will be rebuilt); the others keep their blob.
+        tx.execute(
+            "DELETE FROM outputs WHERE derivation IN
+             (SELECT derivation FROM output_layers WHERE tree = ?1 AND blob IS NULL)",
+            [key],
+        )
+        .map_err(e())?;
         tx.execute(
             "UPDATE output_layers SET tree = NULL WHERE tree = ?1",
             [key],

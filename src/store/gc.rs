@@ -249,7 +249,7 @@ fn mark(g: &super::db::Graph) -> Live {
     }
     for (drv, blob, tree) in &g.output_layers {
         if live.derivations.contains(drv) {
-            blob_stack.push(*blob);
+            blob_stack.extend(*blob);
             live.trees.extend(tree.clone());
         }
     }

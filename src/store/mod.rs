@@ -170,8 +170,9 @@ pub struct Derivation {
 pub struct Layer {
     /// The sha256 of the uncompressed layer tar.
     pub diff_id: Sha256Digest,
-    /// The compressed layer blob (recorded with [`Store::add_blob`]).
-    pub blob: Sha256Digest,
+    /// The compressed layer blob (recorded with [`Store::add_blob`]), once
+    /// an image needed it; until then the layer is held as its tree.
+    pub blob: Option<Sha256Digest>,
     /// The unpacked tree, when kept (recorded with [`Store::add_tree`]).
     pub tree: Option<TreeKey>,
 }
@@ -649,6 +650,17 @@ impl Store {
         self.db().insert_output(derivation, output)
     }
 
+    /// Records `blob` (already added with [`Store::add_blob`]) as the
+    /// compressed form of layer `position` of `derivation`'s output.
+    pub fn set_layer_blob(
+        &self,
+        derivation: &Blake3Digest,
+        position: usize,
+        blob: &Sha256Digest,
+    ) -> Result<(), StoreError> {
+        self.db().set_layer_blob(derivation, position, blob)
+    }
+
     /// A derivation's output, if it has been built.
     pub fn output(&self, derivation: &Blake3Digest) -> Result<Option<Output>, StoreError> {
         self.db().output(derivation)
@@ -1003,7 +1015,7 @@ mod tests {
         let output = Output {
             layers: vec![Layer {
                 diff_id: Sha256Digest::of(b"tar"),
-                blob: layer_blob,
+                blob: Some(layer_blob),
                 tree: Some(key),
             }],
             config: Some(config),
@@ -1137,7 +1149,7 @@ mod tests {
         let one = |b| Output {
             layers: vec![Layer {
                 diff_id: Sha256Digest::of(b"d"),
-                blob: b,
+                blob: Some(b),
                 tree: None,
             }],
             config: None,
@@ -1195,7 +1207,7 @@ mod tests {
                 &Output {
                     layers: vec![Layer {
                         diff_id: Sha256Digest::of(b"d"),
-                        blob: layer,
+                        blob: Some(layer),
                         tree: None,
                     }],
                     config: None,
