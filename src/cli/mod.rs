@@ -117,6 +117,22 @@ pub fn build_args(raw: &[String]) -> anyhow::Result<std::collections::BTreeMap<S
     Ok(out)
 }
 
+/// A size for people: `1536` as `1.5 KiB` (powers of 1024).
+pub(crate) fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
 /// Prints an error the way uv does: `error: ...`, one `caused by: ...` per
 /// source, then `hint: ...`.
 #[expect(clippy::print_stderr, reason = "cli is the only module that prints")]
@@ -150,5 +166,16 @@ pub fn report(err: &anyhow::Error) {
         .and_then(crate::sandbox::SandboxError::hint)
     {
         eprintln!("hint: {hint}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn bytes_are_human_readable() {
+        assert_eq!(super::human_bytes(0), "0 B");
+        assert_eq!(super::human_bytes(1023), "1023 B");
+        assert_eq!(super::human_bytes(1536), "1.5 KiB");
+        assert_eq!(super::human_bytes(3 * 1024 * 1024), "3.0 MiB");
     }
 }

@@ -282,7 +282,7 @@ impl Progress {
             text.push_str(&format!(
                 "\nimage {} ({} compressed, {} layer{})",
                 s.manifest,
-                human_bytes(s.compressed),
+                super::human_bytes(s.compressed),
                 s.layers,
                 if s.layers == 1 { "" } else { "s" }
             ));
@@ -302,32 +302,9 @@ fn step_text(name: &str) -> &str {
     name.split_once(": ").map_or(name, |(_, step)| step)
 }
 
-/// `2,057,213` bytes as `2.0 MB` (powers of 1000, as docker prints sizes).
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1000.0 && unit + 1 < UNITS.len() {
-        value /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_read_like_docker() {
-        assert_eq!(human_bytes(999), "999 B");
-        assert_eq!(human_bytes(2_057_213), "2.1 MB");
-        assert_eq!(human_bytes(640_000_000), "640.0 MB");
-    }
 
     #[test]
     fn step_text_drops_the_stage() {
