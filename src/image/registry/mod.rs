@@ -339,11 +339,14 @@ impl RegistryError {
                 "check the `auths` entry for `{registry}` in {}",
                 file.display()
             )),
-            RegistryError::Connect { url, registry, .. } if url.starts_with("https://") => {
-                Some(format!(
-                    "if {registry} serves plain HTTP, name it with `--insecure-registry {registry}` (or `KILN_INSECURE_REGISTRIES`)"
-                ))
-            }
+            RegistryError::Connect {
+                url,
+                registry,
+                source,
+                ..
+            } if url.starts_with("https://") && looks_like_tls(source) => Some(format!(
+                "if {registry} serves plain HTTP, name it with `--insecure-registry {registry}` (or `KILN_INSECURE_REGISTRIES`); if its certificate is from a private CA, point `SSL_CERT_FILE` at a bundle that holds it"
+            )),
             _ => None,
         }
     }
@@ -419,15 +422,33 @@ fn is_loopback(registry: &str) -> bool {
         .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// Whether a transport failure may go away by itself.
+/// Whether a transport failure may go away by itself: connection errors
+/// and timeouts, not an unknown host (a name lookup that failed for good
+/// is a typo, not an outage; `EAI_AGAIN` is an outage).
 fn transient(e: &ureq::Error) -> bool {
-    matches!(
-        e,
-        ureq::Error::Io(_)
-            | ureq::Error::ConnectionFailed
-            | ureq::Error::Timeout(_)
-            | ureq::Error::Protocol(_)
-    )
+    match e {
+        ureq::Error::Io(io) => {
+            let text = io.to_string();
+            !text.contains("failed to lookup address") || text.contains("Temporary failure")
+        }
+        ureq::Error::ConnectionFailed | ureq::Error::Timeout(_) | ureq::Error::Protocol(_) => true,
+        _ => false,
+    }
+}
+
+/// Whether a transport failure looks like TLS meeting plain HTTP or an
+/// unknown CA.
+fn looks_like_tls(e: &ureq::Error) -> bool {
+    let text = e.to_string().to_ascii_lowercase();
+    matches!(e, ureq::Error::Tls(_))
+        || [
+            "tls",
+            "certificate",
+            "corrupt message",
+            "invalidcontenttype",
+        ]
+        .iter()
+        .any(|w| text.contains(w))
 }
 
 /// The registry's error message from a response body: the `errors` array
