@@ -676,8 +676,11 @@ impl Client {
                     });
                 }
                 Ok(resp) if resp.status().as_u16() == 401 && challenges < 2 => {
+                    // The first 401 of a request may only mean a cached token
+                    // expired: answer it afresh. A second one is a refusal.
+                    let sent = authorization.is_some() && challenges > 0;
                     challenges += 1;
-                    self.answer(call, resp, authorization.is_some())?;
+                    self.answer(call, resp, sent)?;
                 }
                 Ok(resp) if resp.status().as_u16() == 401 => {
                     return Err(self.denied(call, message(resp)));
