@@ -518,6 +518,14 @@ impl<R: Read> Read for Watched<R> {
 type MakeRequest<'a> =
     dyn FnMut(&ureq::Agent, Option<&str>) -> Result<Response<ureq::Body>, ureq::Error> + 'a;
 
+/// `req` with the `Authorization` header, when there is one.
+fn authorized<B>(req: ureq::RequestBuilder<B>, auth: Option<&str>) -> ureq::RequestBuilder<B> {
+    match auth {
+        Some(a) => req.header("Authorization", a),
+        None => req,
+    }
+}
+
 /// One request's identity, for auth and errors.
 struct Call<'a> {
     reference: &'a Reference,
@@ -937,11 +945,7 @@ impl Client {
             url: format!("{}/manifests/{name}", self.base(r)),
         };
         let resp = self.send(&call, true, &mut |agent, auth| {
-            let mut req = agent.get(&call.url).header("Accept", ACCEPT);
-            if let Some(a) = auth {
-                req = req.header("Authorization", a);
-            }
-            req.call()
+            authorized(agent.get(&call.url).header("Accept", ACCEPT), auth).call()
         })?;
         if resp.status().as_u16() != 200 {
             return Err(self.status_error(&call, resp));
@@ -1193,11 +1197,7 @@ impl Client {
 
     fn get_blob(&self, call: &Call<'_>) -> Result<Response<ureq::Body>, RegistryError> {
         let resp = self.send(call, true, &mut |agent, auth| {
-            let mut req = agent.get(&call.url);
-            if let Some(a) = auth {
-                req = req.header("Authorization", a);
-            }
-            req.call()
+            authorized(agent.get(&call.url), auth).call()
         })?;
         if resp.status().as_u16() != 200 {
             return Err(self.status_error(call, resp));
@@ -1373,13 +1373,13 @@ impl Client {
             url: format!("{}/manifests/{name}", self.base(r)),
         };
         let resp = self.send(&call, true, &mut |agent, auth| {
-            let mut req = agent
-                .put(&call.url)
-                .header("Content-Type", image.descriptor.media_type.as_str());
-            if let Some(a) = auth {
-                req = req.header("Authorization", a);
-            }
-            req.send(&bytes[..])
+            authorized(
+                agent
+                    .put(&call.url)
+                    .header("Content-Type", image.descriptor.media_type.as_str()),
+                auth,
+            )
+            .send(&bytes[..])
         })?;
         if !resp.status().is_success() {
             return Err(self.status_error(&call, resp));
@@ -1412,11 +1412,7 @@ impl Client {
     ) -> Result<(), RegistryError> {
         let head = self.blob_call(r, d, Operation::Push, "HEAD");
         let resp = self.send(&head, true, &mut |agent, auth| {
-            let mut req = agent.head(&head.url);
-            if let Some(a) = auth {
-                req = req.header("Authorization", a);
-            }
-            req.call()
+            authorized(agent.head(&head.url), auth).call()
         })?;
         match resp.status().as_u16() {
             200 => {
@@ -1448,11 +1444,7 @@ impl Client {
                 url: format!("{}/blobs/uploads/", self.base(r)),
             };
             let resp = self.send(&start, true, &mut |agent, auth| {
-                let mut req = agent.post(&start.url);
-                if let Some(a) = auth {
-                    req = req.header("Authorization", a);
-                }
-                req.send_empty()
+                authorized(agent.post(&start.url), auth).send_empty()
             })?;
             if resp.status().as_u16() != 202 {
                 return Err(self.status_error(&start, resp));
@@ -1490,14 +1482,14 @@ impl Client {
                     inner: verified,
                     failure: Arc::clone(&failure),
                 };
-                let mut req = agent
-                    .put(&put.url)
-                    .header("Content-Type", "application/octet-stream")
-                    .header("Content-Length", d.size.to_string());
-                if let Some(a) = auth {
-                    req = req.header("Authorization", a);
-                }
-                req.send(ureq::SendBody::from_reader(&mut body))
+                authorized(
+                    agent
+                        .put(&put.url)
+                        .header("Content-Type", "application/octet-stream")
+                        .header("Content-Length", d.size.to_string()),
+                    auth,
+                )
+                .send(ureq::SendBody::from_reader(&mut body))
             });
             let local_failure = failure.lock().unwrap_or_else(|p| p.into_inner()).take();
             if let Some(e) = local_failure {
