@@ -567,3 +567,49 @@ pub(super) fn run(store_flag: Option<&Path>, args: &PlanArgs) -> anyhow::Result<
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_offline_resolver_finds_local_images_and_never_pulls() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let manifest = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000","size":2},"layers":[]}"#;
+        let (digest, _) = store
+            .add_blob(
+                &mut &manifest[..],
+                crate::image::oci::media_type::MANIFEST,
+                None,
+            )
+            .unwrap();
+        store.tag_image("busybox", "1", &digest, None).unwrap();
+        let resolver = StoreResolver::offline(&store);
+        // Local names, also in docker's long form, and stored digests.
+        assert_eq!(resolver.resolve_image("busybox:1").unwrap(), digest);
+        assert_eq!(
+            resolver
+                .resolve_image("docker.io/library/busybox:1")
+                .unwrap(),
+            digest
+        );
+        assert_eq!(
+            resolver
+                .resolve_image(&format!("anything@{digest}"))
+                .unwrap(),
+            digest
+        );
+        // What the store lacks is an error that says the network is off.
+        for missing in [
+            "127.0.0.1:1/x:1".to_owned(),
+            format!("busybox@sha256:{}", "1".repeat(64)),
+        ] {
+            let e = resolver.resolve_image(&missing).unwrap_err();
+            assert!(matches!(*e, ResolveError::Offline { .. }), "{e}");
+            assert!(e.hint().unwrap().contains("kiln pull"));
+        }
+        let e = resolver.resolve("Not A Reference").unwrap_err();
+        assert!(e.contains("invalid image reference"), "{e}");
+    }
+}

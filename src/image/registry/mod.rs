@@ -1576,6 +1576,30 @@ mod tests {
     }
 
     #[test]
+    fn only_failures_that_can_pass_are_transient() {
+        let io = |kind, text: &str| ureq::Error::Io(std::io::Error::new(kind, text.to_owned()));
+        assert!(transient(&io(
+            std::io::ErrorKind::ConnectionRefused,
+            "Connection refused"
+        )));
+        assert!(transient(&io(
+            std::io::ErrorKind::ConnectionReset,
+            "reset by peer"
+        )));
+        assert!(transient(&ureq::Error::ConnectionFailed));
+        assert!(!transient(&io(
+            std::io::ErrorKind::Other,
+            "failed to lookup address information: Name or service not known"
+        )));
+        assert!(transient(&io(
+            std::io::ErrorKind::Other,
+            "failed to lookup address information: Temporary failure in name resolution"
+        )));
+        assert!(!transient(&ureq::Error::HostNotFound));
+        assert!(!transient(&ureq::Error::Tls("bad certificate")));
+    }
+
+    #[test]
     fn back_off_doubles_and_is_capped() {
         let c = client(&[]);
         assert_eq!(c.backoff(0), Duration::from_millis(500));
