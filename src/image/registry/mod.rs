@@ -3,7 +3,7 @@
 //! touches the network.
 //!
 //! What it does, as docker, skopeo and podman do:
-//! - references are normalized like docker's ([`reference`]); Docker Hub's
+//! - references are normalized like docker's ([`reference`](mod@reference)); Docker Hub's
 //!   API lives at `registry-1.docker.io`;
 //! - authentication answers `WWW-Authenticate` challenges: HTTP Basic, or a
 //!   bearer token fetched from the challenge's realm for the scope
