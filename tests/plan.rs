@@ -12,8 +12,37 @@ use std::path::Path;
 
 use common::{kiln, stderr};
 
-const BASE: &str =
-    "busybox@sha256:1111111111111111111111111111111111111111111111111111111111111111";
+/// Imports a tiny base image into `store` (the same bytes every time, so
+/// the same digest in every store) and returns `busybox@<digest>`: a base
+/// image pinned by digest must be in the store (or pullable) to plan.
+fn base(store: &Path) -> String {
+    let tree = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tree.path().join("etc")).unwrap();
+    std::fs::write(tree.path().join("etc/os-release"), "ID=base\n").unwrap();
+    std::fs::set_permissions(
+        tree.path().join("etc"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        tree.path().join("etc/os-release"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let out = kiln()
+        .env("KILN_STORE", store)
+        .args([
+            "image",
+            "import",
+            tree.path().to_str().unwrap(),
+            "--tag",
+            "busybox",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    format!("busybox@{}", String::from_utf8(out.stdout).unwrap().trim())
+}
 
 const DOCKERFILE: &str = "\
 ARG BASE
@@ -62,7 +91,7 @@ fn plan_hashes_in(dir: &Path, store: &Path, extra: &[&str]) -> BTreeMap<String, 
             "plan",
             "--json",
             "--build-arg",
-            &format!("BASE={BASE}"),
+            &format!("BASE={}", base(store)),
             ".",
         ])
         .args(extra);
@@ -230,7 +259,12 @@ fn a_missing_copy_source_names_the_line() {
     let out = kiln()
         .current_dir(dir.path())
         .env("KILN_STORE", store.path())
-        .args(["plan", "--build-arg", &format!("BASE={BASE}"), "."])
+        .args([
+            "plan",
+            "--build-arg",
+            &format!("BASE={}", base(store.path())),
+            ".",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -246,7 +280,7 @@ fn context_counts(dir: &Path, store: &Path) -> (u64, u64) {
     let out = kiln()
         .current_dir(dir)
         .env("KILN_STORE", store)
-        .args(["plan", "--build-arg", &format!("BASE={BASE}"), "."])
+        .args(["plan", "--build-arg", &format!("BASE={}", base(store)), "."])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));

@@ -23,7 +23,8 @@ pub struct BuildArgs {
     /// Tag the image `NAME[:TAG]` (repeatable).
     #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]")]
     pub tags: Vec<String>,
-    /// Also write the image to `oci:DIR` or `docker-archive:FILE`.
+    /// Also write the image to `oci:DIR` or `docker-archive:FILE`, or push
+    /// it to `registry:REF`.
     #[arg(long, value_name = "DEST")]
     pub output: Option<String>,
     /// Build every step again even if its output is stored.
@@ -109,8 +110,12 @@ pub(super) fn run(store_flag: Option<&Path>, args: &BuildArgs) -> anyhow::Result
         store.tag_image(n, t, &built.manifest, Some(&built.derivation))?;
     }
     if let Some(dest) = &args.output {
-        let name = args.tags.first().map_or("latest", String::as_str);
-        super::image::export(&store, &built.manifest, name, dest)?;
+        if let Some(reference) = dest.strip_prefix("registry:") {
+            super::push::push_image(&store, &built.manifest, reference, &args.build.registry)?;
+        } else {
+            let name = args.tags.first().map_or("latest", String::as_str);
+            super::image::export(&store, &built.manifest, name, dest)?;
+        }
     }
     if let Some(f) = &args.iidfile {
         std::fs::write(f, built.manifest.to_string())

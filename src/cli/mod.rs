@@ -6,6 +6,8 @@ mod image;
 mod parse;
 pub mod plan;
 mod progress;
+pub mod pull;
+mod push;
 mod run;
 mod show;
 mod store;
@@ -46,8 +48,13 @@ pub enum Command {
     /// Build an image from a Dockerfile; the last line on stdout is its
     /// manifest digest.
     Build(build::BuildArgs),
-    /// Local images: import, ls, export, rm.
+    /// Local images: import, load, ls, export, rm.
     Image(image::ImageArgs),
+    /// Pull an image from a registry into the store and tag it; prints its
+    /// manifest digest.
+    Pull(pull::PullArgs),
+    /// Push a local image to a registry; prints its manifest digest.
+    Push(push::PushArgs),
     /// Print a step's stored build log.
     Log(build::LogArgs),
     /// Run a command in the sandbox over a root filesystem directory.
@@ -66,6 +73,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Store(args) => store::run(cli.store.as_deref(), &args),
         Command::Build(args) => build::run(cli.store.as_deref(), &args),
         Command::Image(args) => image::run(cli.store.as_deref(), &args),
+        Command::Pull(args) => pull::run(cli.store.as_deref(), &args),
+        Command::Push(args) => push::run(cli.store.as_deref(), &args),
         Command::Log(args) => build::log(cli.store.as_deref(), &args),
         Command::Run(args) => run::run(cli.store.as_deref(), &args),
         Command::SandboxInit => Ok(ExitCode::from(
@@ -157,6 +166,13 @@ pub fn report(err: &anyhow::Error) {
         .chain()
         .find_map(|e| e.downcast_ref::<crate::store::StoreError>())
         .and_then(crate::store::StoreError::hint)
+    {
+        eprintln!("hint: {hint}");
+    }
+    if let Some(hint) = err
+        .chain()
+        .find_map(|e| e.downcast_ref::<crate::image::registry::RegistryError>())
+        .and_then(crate::image::registry::RegistryError::hint)
     {
         eprintln!("hint: {hint}");
     }

@@ -275,10 +275,12 @@ fn plan_stage<'a>(
                     reference: reference.clone(),
                     reason,
                 })?;
-            if reference.contains('@') {
-                reference.clone()
-            } else {
-                format!("{reference}@{digest}")
+            // A digest as written stays as written; one the resolver
+            // followed (an index to its platform's manifest) is replaced.
+            match reference.split_once('@') {
+                Some((_, written)) if *written == *digest => reference.clone(),
+                Some((name, _)) => format!("{name}@{digest}"),
+                None => format!("{reference}@{digest}"),
             }
         }
         Base::Stage(i) => lookup(*i)
