@@ -148,21 +148,25 @@ pub(super) fn run(store_flag: Option<&Path>, args: &PullArgs) -> anyhow::Result<
     let pulled = pull_to_store(&store, &client, &reference)
         .with_context(|| format!("failed to pull {reference}"))?;
     let digest: Sha256Digest = pulled.image.descriptor.digest;
+    // What it is known by locally now: `NAME:TAG`, or `NAME@DIGEST`.
+    let local = match (&reference.tag, &reference.digest) {
+        (Some(tag), _) => format!("{}:{tag}", reference.familiar_name()),
+        (None, Some(d)) => format!("{}@{d}", reference.familiar_name()),
+        (None, None) => format!("{}:latest", reference.familiar_name()),
+    };
     #[expect(clippy::print_stderr, reason = "cli prints")]
     {
         let size: u64 = pulled.image.manifest.layers.iter().map(|l| l.size).sum();
         match &pulled.index {
             Some(index) => eprintln!(
-                "pulled {} as {}: index {}, {} manifest {digest} ({size} bytes of layers)",
+                "pulled {} as {local}: index {}, {} manifest {digest} ({size} bytes of layers)",
                 reference,
-                reference.familiar_name(),
                 index.digest,
                 client.options().platform
             ),
             None => eprintln!(
-                "pulled {} as {}: manifest {digest} ({size} bytes of layers)",
-                reference,
-                reference.familiar_name()
+                "pulled {} as {local}: manifest {digest} ({size} bytes of layers)",
+                reference
             ),
         }
     }
