@@ -13,6 +13,7 @@
 pub mod blobs;
 mod config;
 mod copy;
+pub mod fetch;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -49,6 +50,18 @@ pub enum BuildError {
         line: usize,
         /// What went wrong.
         message: String,
+    },
+    /// A fetch step's output is not the one it is pinned to.
+    #[error("{0}")]
+    FetchMismatch(Box<fetch::Mismatch>),
+    /// `kiln lock` only: a fetch step ran and is pinned now. The build
+    /// stops there: the steps after it are planned over the new pin.
+    #[error("line {line}: the fetch step was pinned")]
+    Pinned {
+        /// The Dockerfile line.
+        line: usize,
+        /// The new kiln.lock entry.
+        pin: Box<crate::plan::fetch::LockedFetch>,
     },
     /// A file could not be read or written.
     #[error("failed to {op} {}", path.display())]
@@ -110,6 +123,8 @@ pub struct Options {
     pub no_cache: bool,
     /// `--label K=V`, applied to the target image.
     pub labels: Vec<(String, String)>,
+    /// How fetch steps run (`kiln build`, `kiln lock`, `--offline`).
+    pub fetch: fetch::FetchOptions,
 }
 
 /// One layer of a stage's filesystem.
@@ -473,6 +488,9 @@ impl Builder<'_> {
         {
             return Ok((out, true));
         }
+        if let Some(f) = &pstep.fetch {
+            return fetch::step(self, state, pstep, estep, f, hash, done);
+        }
         let line = pstep.span.start;
         let started_ms = now_ms();
         let build = self.store.start_build(hash, started_ms)?;
@@ -515,15 +533,19 @@ impl Builder<'_> {
 
     /// Turns a finished layer dir into a blob and a store tree.
     fn ingest(&self, dir: &Path, hash: &Blake3Digest) -> Result<Output, BuildError> {
+        let layer = self.write_layer(dir)?;
+        self.keep_layer(dir, hash, layer)
+    }
+
+    /// Writes a finished layer dir's blob; `None` for an empty dir (no
+    /// layer).
+    fn write_layer(&self, dir: &Path) -> Result<Option<image::layer::LayerInfo>, BuildError> {
         let empty = std::fs::read_dir(dir)
             .map_err(io_err("read", dir))?
             .next()
             .is_none();
         if empty {
-            return Ok(Output {
-                layers: Vec::new(),
-                config: None,
-            });
+            return Ok(None);
         }
         let sink = StoreBlobs { store: self.store };
         let mut w = image::blob::BlobSink::begin_blob(&sink)?;
@@ -545,6 +567,23 @@ impl Builder<'_> {
         )?;
         std::io::Write::flush(&mut w).map_err(io_err("write", dir))?;
         w.commit()?;
+        Ok(Some(info))
+    }
+
+    /// Moves a layer dir whose blob is written into the store as the tree
+    /// of `hash`'s output, and returns that output.
+    fn keep_layer(
+        &self,
+        dir: &Path,
+        hash: &Blake3Digest,
+        layer: Option<image::layer::LayerInfo>,
+    ) -> Result<Output, BuildError> {
+        let Some(info) = layer else {
+            return Ok(Output {
+                layers: Vec::new(),
+                config: None,
+            });
+        };
         let key = TreeKey::new(&hash.to_hex())?;
         // The tree is the directory itself: move it out of its TempDir.
         let keep = self.store.tmp_dir()?.keep();
@@ -631,6 +670,9 @@ impl Builder<'_> {
             });
         }
         spec.mounts = mounts;
+        if pstep.fetch.is_some() {
+            fetch::open_network(&mut spec, &self.options.fetch);
+        }
         spec.output = sandbox::Output::Collect;
         let outcome = sandbox::run(&spec)?;
         log.extend_from_slice(&outcome.stdout);

@@ -97,6 +97,11 @@ fn render(json: bool, event: &Event) {
 pub(super) fn run(store_flag: Option<&Path>, args: &BuildArgs) -> anyhow::Result<ExitCode> {
     let store = Store::open(&super::store::root(store_flag)?)?;
     let planned = make_plan(&args.build, &store)?;
+    let file = args.build.dockerfile();
+    super::lock::require_pins(&planned, &file)?;
+    if args.build.offline {
+        super::lock::require_offline_inputs(&store, &planned, &file)?;
+    }
     record(&store, &planned.plan)?;
     let mut labels = Vec::new();
     for l in &args.label {
@@ -114,18 +119,14 @@ pub(super) fn run(store_flag: Option<&Path>, args: &BuildArgs) -> anyhow::Result
         secrets: secrets(&args.secret)?,
         no_cache: args.no_cache,
         labels,
+        fetch: super::lock::fetch_options(&args.build, &planned, build::fetch::FetchMode::Build),
     };
     let json = args.progress == "json";
-    let file = args.build.dockerfile();
     let built = build::build(&store, &planned.evaluation, &planned.plan, &options, &|e| {
         render(json, &e)
     })
-    .map_err(|e| match e {
-        build::BuildError::Step { line, message } if line > 0 => anyhow::Error::new(
-            super::FileError::new(&file, crate::dockerfile::ParseError::at(line, message)),
-        ),
-        other => anyhow::Error::new(other),
-    })?;
+    .map_err(|e| super::lock::build_error(&file, e))?;
+    super::lock::keep_roots(&store, &planned)?;
     for tag in &args.tags {
         let (n, t) = split_tag(tag);
         store.tag_image(n, t, &built.manifest, Some(&built.derivation))?;

@@ -3,6 +3,7 @@
 
 mod build;
 mod image;
+mod lock;
 mod parse;
 pub mod plan;
 mod run;
@@ -45,6 +46,9 @@ pub enum Command {
     /// Build an image from a Dockerfile; the last line on stdout is its
     /// manifest digest.
     Build(build::BuildArgs),
+    /// Pin base images and fetch steps in kiln.lock (beside the
+    /// Dockerfile), running the fetch steps that have no pin.
+    Lock(lock::LockArgs),
     /// Local images: import, ls, export, rm.
     Image(image::ImageArgs),
     /// Print a step's stored build log.
@@ -64,6 +68,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::ShowDerivation(args) => show::run(cli.store.as_deref(), &args),
         Command::Store(args) => store::run(cli.store.as_deref(), &args),
         Command::Build(args) => build::run(cli.store.as_deref(), &args),
+        Command::Lock(args) => lock::run(cli.store.as_deref(), &args),
         Command::Image(args) => image::run(cli.store.as_deref(), &args),
         Command::Log(args) => build::log(cli.store.as_deref(), &args),
         Command::Run(args) => run::run(cli.store.as_deref(), &args),
@@ -142,6 +147,21 @@ pub fn report(err: &anyhow::Error) {
         .and_then(crate::store::StoreError::hint)
     {
         eprintln!("hint: {hint}");
+    }
+    if let Some(hint) = err
+        .chain()
+        .find_map(|e| e.downcast_ref::<crate::fetch::FetchError>())
+        .and_then(crate::fetch::FetchError::hint)
+    {
+        eprintln!("hint: {hint}");
+    }
+    if err
+        .chain()
+        .any(|e| e.downcast_ref::<lock::OfflineMissing>().is_some())
+    {
+        eprintln!(
+            "hint: carry them over with `kiln store export --plan ... -o BUNDLE` where they are, then `kiln store import BUNDLE`"
+        );
     }
     if let Some(hint) = err
         .chain()

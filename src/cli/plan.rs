@@ -17,6 +17,7 @@ use crate::context::hash::{StatCache, StatKey};
 use crate::context::{self, hash as context_hash};
 use crate::digest::{Blake3Digest, Sha256Digest};
 use crate::dockerfile::{self, ParseError, stage};
+use crate::fetch::{LockedResolver, Lockfile};
 use crate::plan::{self, Plan, PlanError, Resolver};
 use crate::store::{DerivationKind, StatEntry, Store};
 
@@ -43,6 +44,11 @@ pub struct BuildFlags {
     /// Hash context file modes exactly instead of masked with 022.
     #[arg(long)]
     pub exact_modes: bool,
+    /// Use no network at all: base images come from kiln.lock pins and the
+    /// store, fetch steps from the store; anything missing is listed and
+    /// nothing is built.
+    #[arg(long)]
+    pub offline: bool,
 }
 
 impl BuildFlags {
@@ -133,6 +139,10 @@ pub struct Planned {
     pub files: Vec<plan::ContextFile>,
     /// The context root, canonical.
     pub root: PathBuf,
+    /// The kiln.lock the plan used, if there is one.
+    pub lock: Option<Lockfile>,
+    /// Where kiln.lock is (or would be).
+    pub lock_path: PathBuf,
 }
 
 /// Base image configs read from the store: the image's manifest, then its
@@ -140,15 +150,13 @@ pub struct Planned {
 pub struct StoreBases<'a> {
     /// The store holding local images.
     pub store: &'a Store,
+    /// What names the manifest of a reference (kiln.lock pins first).
+    pub resolver: &'a dyn Resolver,
 }
 
 impl stage::BaseImages for StoreBases<'_> {
     fn config(&self, reference: &str) -> Option<stage::BaseConfig> {
-        let digest: Sha256Digest = StoreResolver { store: self.store }
-            .resolve(reference)
-            .ok()?
-            .parse()
-            .ok()?;
+        let digest: Sha256Digest = self.resolver.resolve(reference).ok()?.parse().ok()?;
         let image = crate::build::read_stored_image(self.store, &digest).ok()?;
         let c = image.config.config;
         Some(stage::BaseConfig {
@@ -165,21 +173,49 @@ fn located(file: &Path, line: usize, message: String) -> FileError {
     FileError::new(file, ParseError::at(line, message))
 }
 
-/// Reads the Dockerfile and context and plans the build; context hashes go
-/// through the store's stat cache.
+/// Reads the Dockerfile, its kiln.lock and the context and plans the
+/// build; context hashes go through the store's stat cache.
 pub fn make_plan(flags: &BuildFlags, store: &Store) -> anyhow::Result<Planned> {
-    let resolver = StoreResolver { store };
+    let lock_path = Lockfile::path_for(&flags.dockerfile());
+    let lock = Lockfile::load(&lock_path)?;
+    make_plan_with(flags, store, lock, true)
+}
+
+/// [`make_plan`] with the lock file given (`kiln lock` plans with the
+/// entries it is refreshing left out); `check_stages`: fail if it pins a
+/// stage the Dockerfile lost.
+pub fn make_plan_with(
+    flags: &BuildFlags,
+    store: &Store,
+    lock: Option<Lockfile>,
+    check_stages: bool,
+) -> anyhow::Result<Planned> {
     let file = flags.dockerfile();
+    let lock_path = Lockfile::path_for(&file);
+    let store_resolver = StoreResolver { store };
+    let resolver = LockedResolver {
+        lock: lock.as_ref(),
+        inner: &store_resolver,
+    };
     let bytes =
         std::fs::read(&file).with_context(|| format!("failed to read {}", file.display()))?;
     let parsed = dockerfile::parse(&bytes).map_err(|e| FileError::new(&file, e))?;
+    if let Some(lock) = &lock
+        && check_stages
+    {
+        lock.check_stages(&lock_path, &stage_labels(&parsed))?;
+    }
     let options = stage::Options {
         build_args: super::build_args(&flags.build_args)?,
         target: flags.target.clone(),
         ..stage::Options::default()
     };
-    let evaluation = stage::evaluate(&parsed, &options, &StoreBases { store })
-        .map_err(|e| FileError::new(&file, e))?;
+    let bases = StoreBases {
+        store,
+        resolver: &resolver,
+    };
+    let evaluation =
+        stage::evaluate(&parsed, &options, &bases).map_err(|e| FileError::new(&file, e))?;
     let matcher = context::load_ignore(&flags.context, &file)?;
     let entries = context::walk(&flags.context, &matcher)?;
     let modes = if flags.exact_modes {
@@ -217,11 +253,13 @@ pub fn make_plan(flags: &BuildFlags, store: &Store) -> anyhow::Result<Planned> {
         })
         .collect();
     store.stat_cache_put(&fresh)?;
-    let plan = plan::plan(
+    let pins = lock.as_ref().map_or(&[][..], |l| l.fetches.as_slice());
+    let plan = plan::plan_with_pins(
         &evaluation,
         &files,
         &resolver,
         flags.source_date_epoch.unwrap_or(0),
+        pins,
     )
     .map_err(|e: PlanError| {
         let hint = match &e {
@@ -244,7 +282,23 @@ pub fn make_plan(flags: &BuildFlags, store: &Store) -> anyhow::Result<Planned> {
         plan,
         files,
         root,
+        lock,
+        lock_path,
     })
+}
+
+/// Every stage's label as kiln.lock writes it: its name, or `#index`.
+pub fn stage_labels(parsed: &dockerfile::Dockerfile) -> Vec<String> {
+    parsed
+        .instructions
+        .iter()
+        .filter_map(|i| match i {
+            dockerfile::Instruction::From(f) => Some(f.stage_name.clone()),
+            _ => None,
+        })
+        .enumerate()
+        .map(|(i, name)| name.unwrap_or_else(|| format!("#{i}")))
+        .collect()
 }
 
 /// Records every derivation of the plan in the store (like
