@@ -173,7 +173,18 @@ pub(super) fn run(store_flag: Option<&Path>, args: &StoreArgs) -> anyhow::Result
             eprintln!("kiln: checked {} items: all good", report.checked);
         }
         StoreCommand::Gc { dry_run, json } => {
-            let report = Store::open(&root)?.gc(*dry_run)?;
+            let mut store = Store::open(&root)?;
+            if !*dry_run {
+                // Roots of lock files that are gone go first (Nix drops an
+                // indirect root whose link is gone the same way).
+                for lock in crate::fetch::prune_roots(&store)? {
+                    eprintln!(
+                        "kiln: {} is gone; its pins are no longer roots",
+                        lock.display()
+                    );
+                }
+            }
+            let report = store.gc(*dry_run)?;
             print_gc(&mut out, &report, *json)?;
             eprintln!(
                 "kiln: {} {} items, {}",
