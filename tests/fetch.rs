@@ -650,15 +650,28 @@ fn a_bad_bundle_adds_nothing() {
         &a,
         &["store", "export", "--plan", s(&ctx), "-o", s(&bundle)],
     );
-    // Flip one byte in the middle of the last blob's content.
+    // Flip one byte in the middle of the largest blob (a layer).
     let mut bytes = std::fs::read(&bundle).unwrap();
-    let at = bytes.len() - 2048 - 100;
+    let (mut at, mut best, mut pos) = (0, 0, 0);
+    while pos + 512 <= bytes.len() && bytes[pos] != 0 {
+        let size_field = String::from_utf8_lossy(&bytes[pos + 124..pos + 135]).to_string();
+        let size = usize::from_str_radix(size_field.trim_matches(char::from(0)).trim(), 8).unwrap();
+        if size > best {
+            (best, at) = (size, pos + 512 + size / 2);
+        }
+        pos += 512 + size.div_ceil(512) * 512;
+    }
+    assert!(best > 1000, "no layer in the bundle");
     bytes[at] ^= 0xff;
     let bad = c.dir.path().join("bad.tar");
     std::fs::write(&bad, &bytes).unwrap();
     let b = c.dir.path().join("b");
     let err = c.fails(&b, &["store", "import", s(&bad)]);
-    assert!(err.contains("hashed to") || err.contains("digest"), "{err}");
+    assert!(err.contains("is unusable: blob sha256:"), "{err}");
+    assert!(
+        err.contains("hashed to sha256:") && err.contains("it is damaged"),
+        "{err}"
+    );
     let out = c.kiln(&b, &["store", "info", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["blobs"]["count"], 0, "{v}");

@@ -11,6 +11,7 @@
 //! deterministic layer writer, so the same tree gives the same bytes.
 
 pub mod blobs;
+pub mod bundle;
 mod config;
 mod copy;
 pub mod fetch;
@@ -62,6 +63,14 @@ pub enum BuildError {
         line: usize,
         /// The new kiln.lock entry.
         pin: Box<crate::plan::fetch::LockedFetch>,
+    },
+    /// A store bundle is not what kiln writes, or not whole.
+    #[error("bundle {} is unusable: {reason}", path.display())]
+    Bundle {
+        /// The bundle.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
     },
     /// A file could not be read or written.
     #[error("failed to {op} {}", path.display())]
@@ -310,7 +319,6 @@ pub fn read_stored_image(
 /// The layer trees of a stored image, extracted into the store on first
 /// use (keyed by diff_id), bottom first.
 pub fn image_trees(store: &Store, image: &image::Image) -> Result<Vec<PathBuf>, BuildError> {
-    let offset = IdMap::for_invoker().host_uid(0).unwrap_or(0);
     let mut out = Vec::new();
     for (desc, diff_id) in image
         .manifest
@@ -318,33 +326,42 @@ pub fn image_trees(store: &Store, image: &image::Image) -> Result<Vec<PathBuf>, 
         .iter()
         .zip(&image.config.rootfs.diff_ids)
     {
-        let key = TreeKey::new(&diff_id.to_hex())?;
-        if let Some(p) = store.tree_path(&key)? {
-            out.push(p);
-            continue;
-        }
-        let _lock = store.lock_derivation(&Blake3Digest::of(diff_id.to_hex().as_bytes()))?;
-        if let Some(p) = store.tree_path(&key)? {
-            out.push(p);
-            continue;
-        }
-        let tmp = store.tmp_dir()?;
-        let source = StoreBlobs { store };
-        let reader = image::blob::open_verified(&source, desc)?;
-        let id_offset = (nix::unistd::geteuid().is_root()).then_some(offset);
-        image::extract::apply_layer(
-            reader,
-            tmp.path(),
-            &image::extract::ExtractOptions {
-                id_offset,
-                xattrs: false,
-                overlay_whiteouts: true,
-            },
-        )?;
-        own_root(tmp.path(), offset)?;
-        out.push(store.add_tree(tmp.path(), &key)?);
+        out.push(layer_tree(store, desc, diff_id)?);
     }
     Ok(out)
+}
+
+/// The tree of one stored layer blob, extracted into the store on first
+/// use (keyed by its diff_id); returns its path.
+pub fn layer_tree(
+    store: &Store,
+    desc: &Descriptor,
+    diff_id: &Sha256Digest,
+) -> Result<PathBuf, BuildError> {
+    let offset = IdMap::for_invoker().host_uid(0).unwrap_or(0);
+    let key = TreeKey::new(&diff_id.to_hex())?;
+    if let Some(p) = store.tree_path(&key)? {
+        return Ok(p);
+    }
+    let _lock = store.lock_derivation(&Blake3Digest::of(diff_id.to_hex().as_bytes()))?;
+    if let Some(p) = store.tree_path(&key)? {
+        return Ok(p);
+    }
+    let tmp = store.tmp_dir()?;
+    let source = StoreBlobs { store };
+    let reader = image::blob::open_verified(&source, desc)?;
+    let id_offset = (nix::unistd::geteuid().is_root()).then_some(offset);
+    image::extract::apply_layer(
+        reader,
+        tmp.path(),
+        &image::extract::ExtractOptions {
+            id_offset,
+            xattrs: false,
+            overlay_whiteouts: true,
+        },
+    )?;
+    own_root(tmp.path(), offset)?;
+    Ok(store.add_tree(tmp.path(), &key)?)
 }
 
 impl Builder<'_> {

@@ -2,6 +2,7 @@
 //! that prints. Stdout carries data only; messages go to stderr.
 
 mod build;
+mod bundle;
 mod image;
 mod lock;
 mod parse;
