@@ -135,7 +135,13 @@ pub struct OfflineMissing {
 pub(super) fn build_error(file: &Path, e: BuildError) -> anyhow::Error {
     match e {
         BuildError::Step { line, message } if line > 0 => {
-            anyhow::Error::new(FileError::new(file, ParseError::at(line, message)))
+            let mut err = ParseError::at(line, message.clone());
+            if message.starts_with("RUN failed") && looks_like_network(&message) {
+                err = err.with_hint(
+                    "only fetch steps have network: write `RUN --network=default ...` and pin it with `kiln lock`",
+                );
+            }
+            anyhow::Error::new(FileError::new(file, err))
         }
         BuildError::FetchMismatch(m) => {
             let hint = format!(
@@ -154,6 +160,26 @@ pub(super) fn build_error(file: &Path, e: BuildError) -> anyhow::Error {
         }
         other => anyhow::Error::new(other),
     }
+}
+
+/// Whether a failed RUN's output reads like it tried the network.
+fn looks_like_network(message: &str) -> bool {
+    [
+        "Connection refused",
+        "Network is unreachable",
+        "Temporary failure in name resolution",
+        "Could not resolve",
+        "could not resolve",
+        "getaddrinfo",
+        "EAI_AGAIN",
+        "ENOTFOUND",
+        "ENETUNREACH",
+        "ECONNREFUSED",
+        "bad address",
+        "can't connect",
+    ]
+    .iter()
+    .any(|w| message.contains(w))
 }
 
 /// The GC roots that keep what kiln.lock pins: each pinned image and each
