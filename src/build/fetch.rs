@@ -308,6 +308,18 @@ fn realize(
             Ok(None)
         }
         Instruction::Add(_) => {
+            if let Some(git) = f
+                .urls
+                .iter()
+                .find(|u| u.split('#').next().is_some_and(|u| u.ends_with(".git")))
+            {
+                return Err(BuildError::Step {
+                    line,
+                    message: format!(
+                        "`{git}` is a git source, which kiln does not fetch yet; use `RUN --network=default git clone ...` (pinned by `kiln lock`)"
+                    ),
+                });
+            }
             let [url] = f.urls.as_slice() else {
                 return Err(BuildError::Step {
                     line,

@@ -126,7 +126,7 @@ pub(super) fn run(store_flag: Option<&Path>, args: &BuildArgs) -> anyhow::Result
         render(json, &e)
     })
     .map_err(|e| super::lock::build_error(&file, e))?;
-    super::lock::keep_roots(&store, &planned)?;
+    super::lock::keep_roots(&store, &planned, false)?;
     for tag in &args.tags {
         let (n, t) = split_tag(tag);
         store.tag_image(n, t, &built.manifest, Some(&built.derivation))?;

@@ -183,8 +183,9 @@ fn looks_like_network(message: &str) -> bool {
 }
 
 /// The GC roots that keep what kiln.lock pins: each pinned image and each
-/// pinned fetch step's output the plan uses.
-pub(super) fn keep_roots(store: &Store, planned: &Planned) -> anyhow::Result<()> {
+/// pinned fetch step's output the plan uses. With `exact` (the plan covers
+/// every stage), roots of pins no longer there go.
+pub(super) fn keep_roots(store: &Store, planned: &Planned, exact: bool) -> anyhow::Result<()> {
     let Some(lock) = &planned.lock else {
         return Ok(());
     };
@@ -216,7 +217,7 @@ pub(super) fn keep_roots(store: &Store, planned: &Planned) -> anyhow::Result<()>
             }
         }
     }
-    crate::fetch::sync_roots(store, &planned.lock_path, &targets)?;
+    crate::fetch::sync_roots(store, &planned.lock_path, &targets, exact)?;
     Ok(())
 }
 
@@ -485,7 +486,7 @@ pub(super) fn run(store_flag: Option<&Path>, args: &LockArgs) -> anyhow::Result<
     }
     planned.lock = Some(lock);
     planned.lock_path = lock_path.clone();
-    keep_roots(&store, &planned)?;
+    keep_roots(&store, &planned, planned.plan.stages.len() == stages.len())?;
     writeln!(std::io::stdout().lock(), "{}", lock_path.display())?;
     Ok(ExitCode::SUCCESS)
 }

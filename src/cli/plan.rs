@@ -430,6 +430,22 @@ pub(super) fn run(store_flag: Option<&Path>, args: &PlanArgs) -> anyhow::Result<
             for input in &step.stage_inputs {
                 writeln!(out, "              stage: {input}")?;
             }
+            if let Some(f) = &step.fetch {
+                let state = match &f.state {
+                    crate::plan::fetch::FetchState::Pinned(p) => match (&p.diff_id, &p.content) {
+                        (Some(d), _) => format!("pinned by kiln.lock to layer {d}"),
+                        (None, Some(c)) => format!("pinned by --checksum to {c}"),
+                        (None, None) => "pinned".to_owned(),
+                    },
+                    crate::plan::fetch::FetchState::Unpinned => {
+                        "unpinned: run `kiln lock`".to_owned()
+                    }
+                    crate::plan::fetch::FetchState::Stale { .. } => {
+                        "stale pin (its inputs changed): run `kiln lock`".to_owned()
+                    }
+                };
+                writeln!(out, "              fetch step, {state}")?;
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -133,23 +133,27 @@ pub fn root_prefix(path: &Path) -> String {
     format!("kiln.lock:{}#", canonical.display())
 }
 
-/// Makes the GC roots of the lock file at `path` exactly `targets` (named
-/// `<prefix><what>`): adds those that are recorded in the store, removes
-/// the prefix's others. gc then keeps every pinned base image and fetch
-/// output, as Nix keeps a `result` link's closure.
+/// Adds the GC roots of the lock file at `path` for `targets` (named
+/// `<prefix><what>`, each if recorded in the store); with `exact`, removes
+/// the prefix's others too (when `targets` cover the whole lock file). gc
+/// then keeps every pinned base image and fetch output, as Nix keeps a
+/// `result` link's closure.
 pub fn sync_roots(
     store: &Store,
     path: &Path,
     targets: &[(String, RootTarget)],
+    exact: bool,
 ) -> Result<(), FetchError> {
     let prefix = root_prefix(path);
     let wanted: Vec<String> = targets
         .iter()
         .map(|(what, _)| format!("{prefix}{what}"))
         .collect();
-    for root in store.roots()? {
-        if root.name.starts_with(&prefix) && !wanted.contains(&root.name) {
-            store.remove_root(&root.name)?;
+    if exact {
+        for root in store.roots()? {
+            if root.name.starts_with(&prefix) && !wanted.contains(&root.name) {
+                store.remove_root(&root.name)?;
+            }
         }
     }
     for ((_, target), name) in targets.iter().zip(&wanted) {
