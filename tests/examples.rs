@@ -262,20 +262,22 @@ fn serve(store: &Path, args: &[&str]) -> Running {
     )
 }
 
+/// A JSON blob of `store`.
+fn json(store: &Path, digest: &str) -> serde_json::Value {
+    let path = store
+        .join("blobs/sha256")
+        .join(digest.strip_prefix("sha256:").unwrap());
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
 /// Every entry of every layer of `manifest`: `path`.
 fn files(store: &Path, manifest: &str) -> Vec<String> {
-    let blob = |d: &str| {
-        store
-            .join("blobs/sha256")
-            .join(d.strip_prefix("sha256:").unwrap())
-    };
-    let m: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(blob(manifest)).unwrap()).unwrap();
     let mut out = Vec::new();
-    for layer in m["layers"].as_array().unwrap() {
+    for layer in json(store, manifest)["layers"].as_array().unwrap() {
+        let digest = layer["digest"].as_str().unwrap();
         let list = std::process::Command::new("tar")
             .arg("-tzf")
-            .arg(blob(layer["digest"].as_str().unwrap()))
+            .arg(store.join("blobs/sha256").join(&digest[7..]))
             .output()
             .unwrap();
         out.extend(
@@ -288,15 +290,8 @@ fn files(store: &Path, manifest: &str) -> Vec<String> {
 }
 
 fn config(store: &Path, manifest: &str) -> serde_json::Value {
-    let blob = |d: &str| {
-        store
-            .join("blobs/sha256")
-            .join(d.strip_prefix("sha256:").unwrap())
-    };
-    let m: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(blob(manifest)).unwrap()).unwrap();
-    serde_json::from_slice(&std::fs::read(blob(m["config"]["digest"].as_str().unwrap())).unwrap())
-        .unwrap()
+    let m = json(store, manifest);
+    json(store, m["config"]["digest"].as_str().unwrap())
 }
 
 #[test]

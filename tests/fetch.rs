@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{busybox_rootfs, kiln, stderr, stdout};
+use common::{kiln, stderr, stdout};
 
 /// A tiny HTTP/1.0 file server on 127.0.0.1 (a port from the kernel). It
 /// stops when dropped, and by itself after two minutes.
@@ -110,17 +110,7 @@ struct Ctx {
 impl Ctx {
     fn new() -> Ctx {
         let dir = tempfile::tempdir().unwrap();
-        let rootfs = busybox_rootfs(dir.path());
-        let tar = dir.path().join("busybox.tar");
-        let st = std::process::Command::new("tar")
-            .args(["--sort=name", "-C"])
-            .arg(&rootfs)
-            .arg("-cf")
-            .arg(&tar)
-            .arg(".")
-            .status()
-            .unwrap();
-        assert!(st.success());
+        let tar = common::busybox_tar(dir.path());
         Ctx { dir, tar }
     }
 
@@ -191,6 +181,14 @@ fn sha256(text: &str) -> String {
     )
 }
 
+/// A server with `/data.txt` and `/file.txt`, and a busybox context.
+fn served() -> (Server, Ctx) {
+    let server = Server::start();
+    server.put("/data.txt", "data\n");
+    server.put("/file.txt", "file\n");
+    (server, Ctx::new())
+}
+
 fn fetch_dockerfile(server: &Server) -> String {
     format!(
         "FROM busybox AS web\n\
@@ -205,10 +203,7 @@ fn fetch_dockerfile(server: &Server) -> String {
 #[test]
 fn an_unpinned_fetch_step_fails_before_anything_runs_naming_its_line_and_kiln_lock() {
     common::require_sandbox!();
-    let server = Server::start();
-    server.put("/data.txt", "data\n");
-    server.put("/file.txt", "file\n");
-    let c = Ctx::new();
+    let (server, c) = served();
     let store = c.store("store");
     let ctx = c.context(
         "ctx",
@@ -228,9 +223,7 @@ fn an_unpinned_fetch_step_fails_before_anything_runs_naming_its_line_and_kiln_lo
 #[test]
 fn a_run_without_network_cannot_reach_the_network_and_the_error_names_the_line() {
     common::require_sandbox!();
-    let server = Server::start();
-    server.put("/data.txt", "data\n");
-    let c = Ctx::new();
+    let (server, c) = served();
     let store = c.store("store");
     let ctx = c.context(
         "ctx",
@@ -263,10 +256,7 @@ fn a_run_without_network_cannot_reach_the_network_and_the_error_names_the_line()
 #[test]
 fn lock_then_builds_in_fresh_stores_give_the_same_digest_and_a_moved_tag_does_not_move_them() {
     common::require_sandbox!();
-    let server = Server::start();
-    server.put("/data.txt", "data\n");
-    server.put("/file.txt", "file\n");
-    let c = Ctx::new();
+    let (server, c) = served();
     let a = c.store("a");
     let ctx = c.context("ctx", &fetch_dockerfile(&server));
     let printed = c.ok(&a, &["lock", s(&ctx)]);
@@ -312,9 +302,7 @@ fn lock_then_builds_in_fresh_stores_give_the_same_digest_and_a_moved_tag_does_no
 #[test]
 fn a_pinned_add_whose_upstream_changes_fails_with_expected_and_found_digests() {
     common::require_sandbox!();
-    let server = Server::start();
-    server.put("/file.txt", "file\n");
-    let c = Ctx::new();
+    let (server, c) = served();
     let a = c.store("a");
     let ctx = c.context(
         "ctx",
@@ -348,10 +336,7 @@ fn a_pinned_add_whose_upstream_changes_fails_with_expected_and_found_digests() {
 #[test]
 fn a_refetch_that_differs_from_the_pin_lists_the_files_and_stores_nothing() {
     common::require_sandbox!();
-    let server = Server::start();
-    server.put("/data.txt", "data\n");
-    server.put("/file.txt", "file\n");
-    let c = Ctx::new();
+    let (server, c) = served();
     let a = c.store("a");
     let ctx = c.context("ctx", &fetch_dockerfile(&server));
     c.ok(&a, &["lock", s(&ctx)]);
@@ -382,9 +367,7 @@ fn a_refetch_that_differs_from_the_pin_lists_the_files_and_stores_nothing() {
 #[test]
 fn add_checksum_pins_in_the_dockerfile_without_kiln_lock() {
     common::require_sandbox!();
-    let server = Server::start();
-    server.put("/file.txt", "file\n");
-    let c = Ctx::new();
+    let (server, c) = served();
     let a = c.store("a");
     let good = c.context(
         "good",
@@ -418,10 +401,7 @@ fn add_checksum_pins_in_the_dockerfile_without_kiln_lock() {
 #[test]
 fn a_malformed_newer_or_stale_lock_file_gives_a_clear_error() {
     common::require_sandbox!();
-    let server = Server::start();
-    server.put("/data.txt", "data\n");
-    server.put("/file.txt", "file\n");
-    let c = Ctx::new();
+    let (server, c) = served();
     let a = c.store("a");
     let ctx = c.context("ctx", &fetch_dockerfile(&server));
     let lock = ctx.join("kiln.lock");
@@ -503,10 +483,7 @@ fn a_malformed_newer_or_stale_lock_file_gives_a_clear_error() {
 #[test]
 fn kiln_lock_is_unchanged_by_unrelated_edits() {
     common::require_sandbox!();
-    let server = Server::start();
-    server.put("/data.txt", "data\n");
-    server.put("/file.txt", "file\n");
-    let c = Ctx::new();
+    let (server, c) = served();
     let a = c.store("a");
     let original = fetch_dockerfile(&server);
     let ctx = c.context("ctx", &original);
@@ -531,10 +508,7 @@ fn kiln_lock_is_unchanged_by_unrelated_edits() {
 #[test]
 fn lock_pins_are_gc_roots_until_the_lock_file_goes() {
     common::require_sandbox!();
-    let server = Server::start();
-    server.put("/data.txt", "data\n");
-    server.put("/file.txt", "file\n");
-    let c = Ctx::new();
+    let (server, c) = served();
     let a = c.store("a");
     let ctx = c.context("ctx", &fetch_dockerfile(&server));
     c.ok(&a, &["lock", s(&ctx)]);
@@ -553,10 +527,7 @@ fn lock_pins_are_gc_roots_until_the_lock_file_goes() {
 #[test]
 fn offline_lists_every_missing_input_and_builds_nothing() {
     common::require_sandbox!();
-    let server = Server::start();
-    server.put("/data.txt", "data\n");
-    server.put("/file.txt", "file\n");
-    let c = Ctx::new();
+    let (server, c) = served();
     let a = c.store("a");
     let ctx = c.context("ctx", &fetch_dockerfile(&server));
     c.ok(&a, &["lock", s(&ctx)]);
@@ -606,14 +577,11 @@ fn offline_build(store: &Path, ctx: &Path) -> Output {
 #[test]
 fn a_bundle_carries_a_build_to_an_offline_store_with_the_same_digest() {
     common::require_sandbox!();
-    if !nix_root() {
+    if !common::is_root() {
         common::print_skip("`unshare --net` needs root");
         return;
     }
-    let server = Server::start();
-    server.put("/data.txt", "data\n");
-    server.put("/file.txt", "file\n");
-    let c = Ctx::new();
+    let (server, c) = served();
     let a = c.store("a");
     let ctx = c.context("ctx", &fetch_dockerfile(&server));
     c.ok(&a, &["lock", s(&ctx)]);
@@ -638,10 +606,7 @@ fn a_bundle_carries_a_build_to_an_offline_store_with_the_same_digest() {
 #[test]
 fn a_bad_bundle_adds_nothing() {
     common::require_sandbox!();
-    let server = Server::start();
-    server.put("/data.txt", "data\n");
-    server.put("/file.txt", "file\n");
-    let c = Ctx::new();
+    let (server, c) = served();
     let a = c.store("a");
     let ctx = c.context("ctx", &fetch_dockerfile(&server));
     c.ok(&a, &["lock", s(&ctx)]);
@@ -676,15 +641,4 @@ fn a_bad_bundle_adds_nothing() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["blobs"]["count"], 0, "{v}");
     assert_eq!(v["derivations"]["count"], 0, "{v}");
-}
-
-fn nix_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|e| e == "0"))
-        })
-        .unwrap_or(false)
 }

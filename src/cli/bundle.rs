@@ -158,13 +158,9 @@ pub(super) fn export(root: &Path, args: &ExportArgs) -> anyhow::Result<ExitCode>
         writeln!(out, "{}", args.output.display())?;
     }
     eprintln!(
-        "kiln: wrote {}: {} blobs ({} bytes), {} derivations, {} outputs, {} tags",
+        "kiln: wrote {}: {}",
         args.output.display(),
-        summary.blobs,
-        summary.bytes,
-        summary.derivations,
-        summary.outputs,
-        summary.images
+        describe(&summary)
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -179,13 +175,16 @@ pub(super) fn import(root: &Path, path: &Path, json: bool) -> anyhow::Result<Exi
         writeln!(out)?;
     }
     eprintln!(
-        "kiln: imported {}: {} blobs ({} bytes), {} derivations, {} outputs, {} tags, all verified",
+        "kiln: imported {}: {}, all verified",
         path.display(),
-        summary.blobs,
-        summary.bytes,
-        summary.derivations,
-        summary.outputs,
-        summary.images
+        describe(&summary)
     );
     Ok(ExitCode::SUCCESS)
+}
+
+fn describe(s: &bundle::Summary) -> String {
+    format!(
+        "{} blobs ({} bytes), {} derivations, {} outputs, {} tags",
+        s.blobs, s.bytes, s.derivations, s.outputs, s.images
+    )
 }
