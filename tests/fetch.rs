@@ -642,3 +642,43 @@ fn a_bad_bundle_adds_nothing() {
     assert_eq!(v["blobs"]["count"], 0, "{v}");
     assert_eq!(v["derivations"]["count"], 0, "{v}");
 }
+
+#[test]
+fn proxy_variables_reach_fetch_steps_only_and_enter_no_hash() {
+    common::require_sandbox!();
+    let c = Ctx::new();
+    let a = c.store("a");
+    let ctx = c.context(
+        "ctx",
+        "FROM busybox AS web\n\
+         RUN --network=default sh -c 'echo \"fetch: $HTTP_PROXY $no_proxy\" > /fetch'\n\
+         RUN sh -c 'echo \"plain: $HTTP_PROXY\" > /plain'\n",
+    );
+    let plan = |proxy: bool| {
+        let mut cmd = kiln();
+        cmd.arg("--store").arg(&a).args(["plan", s(&ctx), "--json"]);
+        if proxy {
+            cmd.env("HTTP_PROXY", "http://proxy.invalid:3128")
+                .env("no_proxy", "localhost");
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out)
+    };
+    assert_eq!(plan(false), plan(true));
+    let out = kiln()
+        .arg("--store")
+        .arg(&a)
+        .args(["lock", s(&ctx)])
+        .env("HTTP_PROXY", "http://proxy.invalid:3128")
+        .env("no_proxy", "localhost")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    c.ok(&a, &["build", s(&ctx), "-t", "proxied"]);
+    let out = c.kiln(&a, &["run", "proxied", "--", "cat", "/fetch", "/plain"]);
+    assert_eq!(
+        stdout(&out),
+        "fetch: http://proxy.invalid:3128 localhost\nplain: \n"
+    );
+}

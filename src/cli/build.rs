@@ -42,7 +42,8 @@ pub struct BuildArgs {
     pub progress: String,
 }
 
-fn secrets(raw: &[String]) -> anyhow::Result<BTreeMap<String, PathBuf>> {
+/// Reads `--secret id=ID,src=PATH` values.
+pub(super) fn secrets(raw: &[String]) -> anyhow::Result<BTreeMap<String, PathBuf>> {
     let mut out = BTreeMap::new();
     for s in raw {
         let mut id = None;

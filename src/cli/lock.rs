@@ -30,6 +30,10 @@ pub struct LockArgs {
     /// expansion (resolved again). Repeatable.
     #[arg(long, value_name = "STAGE|REF")]
     pub update: Vec<String>,
+    /// A secret for `RUN --mount=type=secret` in fetch steps:
+    /// `id=ID,src=PATH` (never hashed, never in the layer).
+    #[arg(long, value_name = "id=ID,src=PATH")]
+    pub secret: Vec<String>,
 }
 
 /// The proxy variables fetch steps get: the `--build-arg` ones, else the
@@ -408,7 +412,7 @@ pub(super) fn run(store_flag: Option<&Path>, args: &LockArgs) -> anyhow::Result<
             context_files: sub.files.clone(),
             source_date_epoch: i64::try_from(flags.source_date_epoch.unwrap_or(0))
                 .context("--source-date-epoch is too large")?,
-            secrets: Default::default(),
+            secrets: super::build::secrets(&args.secret)?,
             no_cache: false,
             labels: Vec::new(),
             fetch: fetch_options(&flags, &sub, FetchMode::Lock),
