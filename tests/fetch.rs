@@ -213,7 +213,22 @@ fn an_unpinned_fetch_step_fails_before_anything_runs_naming_its_line_and_kiln_lo
     assert!(err.contains("Dockerfile:3:1: fetch step"), "{err}");
     assert!(err.contains("has no pin: run `kiln lock`"), "{err}");
     assert!(
-        err.contains(&format!("hint: `kiln lock {}`", ctx.display())),
+        err.contains(&format!(
+            "hint: `kiln lock {}` runs the fetch steps",
+            ctx.display()
+        )),
+        "{err}"
+    );
+    // The hint repeats the build's flags.
+    let err = c.fails(
+        &store,
+        &["build", s(&ctx), "--build-arg", "X=1", "--target", "web"],
+    );
+    assert!(
+        err.contains(&format!(
+            "`kiln lock {} --target web --build-arg X=1`",
+            ctx.display()
+        )),
         "{err}"
     );
     // Nothing ran, not even the step before it.
@@ -601,6 +616,37 @@ fn a_bundle_carries_a_build_to_an_offline_store_with_the_same_digest() {
     assert_eq!(stdout(&out).lines().last().unwrap(), digest);
     let verify = c.kiln(&b, &["store", "verify"]);
     assert!(verify.status.success(), "{}", stderr(&verify));
+
+    // `--with-outputs` carries the built steps too: nothing is rebuilt.
+    let full = c.dir.path().join("full.tar");
+    c.ok(
+        &a,
+        &[
+            "store",
+            "export",
+            "--plan",
+            s(&ctx),
+            "--with-outputs",
+            "-o",
+            s(&full),
+        ],
+    );
+    let d = c.dir.path().join("d");
+    c.ok(&d, &["store", "import", s(&full)]);
+    let out = offline_build(&d, &ctx);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).lines().last().unwrap(), digest);
+    assert!(!stderr(&out).contains(" built "), "{}", stderr(&out));
+    // Local images travel with `--image`, tag and all.
+    let images = c.dir.path().join("images.tar");
+    c.ok(
+        &a,
+        &["store", "export", "--image", "busybox", "-o", s(&images)],
+    );
+    let e = c.dir.path().join("e");
+    c.ok(&e, &["store", "import", s(&images)]);
+    let listed = c.kiln(&e, &["image", "ls"]);
+    assert!(stdout(&listed).contains("busybox"), "{}", stdout(&listed));
 }
 
 #[test]

@@ -99,7 +99,7 @@ pub(super) fn run(store_flag: Option<&Path>, args: &BuildArgs) -> anyhow::Result
     let store = Store::open(&super::store::root(store_flag)?)?;
     let planned = make_plan(&args.build, &store)?;
     let file = args.build.dockerfile();
-    super::lock::require_pins(&planned, &file)?;
+    super::lock::require_pins(&planned, &args.build, &file)?;
     if args.build.offline {
         super::lock::require_offline_inputs(&store, &planned, &file)?;
     }

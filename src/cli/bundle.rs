@@ -44,7 +44,7 @@ pub struct ExportArgs {
 fn plan_contents(store: &Store, args: &ExportArgs, contents: &mut Contents) -> anyhow::Result<()> {
     let planned = make_plan(&args.build, store)?;
     let file = args.build.dockerfile();
-    super::lock::require_pins(&planned, &file)?;
+    super::lock::require_pins(&planned, &args.build, &file)?;
     let missing = crate::build::fetch::missing_inputs(store, &planned.evaluation, &planned.plan)?;
     if !missing.is_empty() {
         let list: Vec<String> = missing

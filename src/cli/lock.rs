@@ -69,7 +69,11 @@ pub(super) fn fetch_options(
 
 /// Fails, before anything runs, on the first fetch step without a usable
 /// pin, naming its line and the command that pins it.
-pub(super) fn require_pins(planned: &Planned, file: &Path) -> anyhow::Result<()> {
+pub(super) fn require_pins(
+    planned: &Planned,
+    flags: &BuildFlags,
+    file: &Path,
+) -> anyhow::Result<()> {
     for stage in &planned.plan.stages {
         for step in &stage.steps {
             let Some(f) = &step.fetch else { continue };
@@ -78,8 +82,8 @@ pub(super) fn require_pins(planned: &Planned, file: &Path) -> anyhow::Result<()>
             }
             let err = ParseError::at(step.span.start, build::fetch::unpinned_message(f)).with_hint(
                 format!(
-                    "`kiln lock {}` runs the fetch steps and writes {}",
-                    lock_command_args(file),
+                    "`{}` runs the fetch steps and writes {}",
+                    lock_command(flags),
                     planned.lock_path.display()
                 ),
             );
@@ -89,13 +93,19 @@ pub(super) fn require_pins(planned: &Planned, file: &Path) -> anyhow::Result<()>
     Ok(())
 }
 
-fn lock_command_args(file: &Path) -> String {
-    let dir = file.parent().filter(|d| !d.as_os_str().is_empty());
-    match (dir, file.file_name().and_then(|n| n.to_str())) {
-        (Some(d), Some("Dockerfile")) => d.display().to_string(),
-        (None, Some("Dockerfile")) => ".".to_owned(),
-        _ => format!("-f {}", file.display()),
+/// The `kiln lock` command line for the build `flags` describe.
+fn lock_command(flags: &BuildFlags) -> String {
+    let mut cmd = format!("kiln lock {}", flags.context.display());
+    if let Some(f) = &flags.file {
+        cmd.push_str(&format!(" -f {}", f.display()));
     }
+    if let Some(t) = &flags.target {
+        cmd.push_str(&format!(" --target {t}"));
+    }
+    for a in &flags.build_args {
+        cmd.push_str(&format!(" --build-arg {a}"));
+    }
+    cmd
 }
 
 /// `--offline`: fails listing every input the store lacks.
