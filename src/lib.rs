@@ -11,6 +11,7 @@ pub mod context;
 pub mod derivation;
 pub mod digest;
 pub mod dockerfile;
+pub mod fetch;
 pub mod image;
 pub mod plan;
 pub mod sandbox;

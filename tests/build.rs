@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::{busybox_rootfs, kiln, stderr, stdout};
+use common::{kiln, stderr, stdout};
 
 struct Ctx {
     dir: tempfile::TempDir,
@@ -18,17 +18,7 @@ impl Ctx {
     /// A fresh store with `busybox:latest` imported.
     fn new() -> Ctx {
         let dir = tempfile::tempdir().unwrap();
-        let rootfs = busybox_rootfs(dir.path());
-        let tar = dir.path().join("busybox.tar");
-        let st = std::process::Command::new("tar")
-            .args(["--sort=name", "-C"])
-            .arg(&rootfs)
-            .arg("-cf")
-            .arg(&tar)
-            .arg(".")
-            .status()
-            .unwrap();
-        assert!(st.success());
+        let tar = common::busybox_tar(dir.path());
         let ctx = Ctx { dir };
         let out = ctx.kiln(&["image", "import", tar.to_str().unwrap(), "--tag", "busybox"]);
         assert!(out.status.success(), "{}", stderr(&out));

@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 #   nix-bin: `nix-instantiate --parse flake.nix`
 #   busybox-static: /bin/busybox, the sandbox tests' root filesystem and the project-made busybox image
 #   skopeo, umoci, podman: accept the layouts and archives kiln writes (tests/image.rs)
-#   mmdebstrap, golang-go: the Debian Go base image of examples/go-server (tests/build.rs)
+#   mmdebstrap, golang-go: the Debian base images of the examples (examples/bases.sh;
+#     tests/build.rs, tests/examples.rs); golang-go for go-server's checks
 #   docker-registry: the real registry kiln pulls from and pushes to (tests/registry.rs)
 #   apache2-utils: `htpasswd -Bbn`, the registry's Basic auth users (tests/registry.rs)
 #   openssl: signs the JWTs of the token server in tests/registry.rs
@@ -54,5 +55,8 @@ else
   cargo test --workspace --no-fail-fast
 fi
 cargo test --doc --workspace
-# The slow end-to-end example (a Debian Go base image, cached under target/).
-cargo test --test build -- --ignored
+# The slow end-to-end examples (Debian base images made once by
+# examples/bases.sh and cached under target/kiln-test-cache): go-server,
+# static-site and node-native, each locked, built, carried in a bundle to a
+# fresh store and built again there offline.
+cargo test --test build --test examples -- --ignored

@@ -635,3 +635,36 @@ fn kiln_run_exits_with_the_command_status_and_names_bad_users() {
     ]);
     assert_eq!(common::stdout(&out), "b\n/srv\n");
 }
+
+/// Issue 7 (the examples' servers outlived their test): PID 1 drops to the
+/// inside root with setresuid, which clears its parent-death signal
+/// (prctl(2)); it must be armed again so that killing `kiln run` (and with
+/// it the helper) kills the whole sandbox.
+#[test]
+fn issue_7_killing_kiln_run_kills_the_sandbox() {
+    require_sandbox!();
+    let _g = lock();
+    let step = Step::new();
+    let mut child = common::kiln()
+        .args(["run", "--rootfs", step.rootfs.to_str().unwrap(), "--"])
+        .args(["/bin/sh", "-c", "sleep 765432 & sleep 765432; echo done"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while host_processes_with("sleep 765432").len() < 2 {
+        assert!(Instant::now() < deadline, "the sandbox did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !host_processes_with("sleep 765432").is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the sandbox outlived kiln run: {:?}",
+            host_processes_with("765432")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -539,6 +539,22 @@ pub(super) fn copy(
     upper: &Path,
     done: &BTreeMap<usize, StageState>,
 ) -> Result<(), BuildError> {
+    copy_with(b, state, pstep, estep, upper, done, &[])
+}
+
+/// [`copy`], with the files an `ADD <url>` downloaded (`(url, file)`),
+/// which go where BuildKit puts them: mode 0600 (or `--chmod`), owned by
+/// root (or `--chown`), named from the URL path in a directory
+/// destination, unpacked only with `--unpack=true`.
+pub(super) fn copy_with(
+    b: &Builder<'_>,
+    state: &StageState,
+    pstep: &PlannedStep,
+    estep: &Step,
+    upper: &Path,
+    done: &BTreeMap<usize, StageState>,
+    downloads: &[(String, PathBuf)],
+) -> Result<(), BuildError> {
     let (c, add) = match &estep.instruction {
         Instruction::Copy(c) => (
             Common {
@@ -659,6 +675,38 @@ pub(super) fn copy(
         |f| format!("`--from={f}`"),
     );
     for s in &sources {
+        if crate::plan::fetch::is_url(s) {
+            let (_, file) = downloads.iter().find(|(u, _)| u == s).ok_or_else(|| {
+                fail(format!(
+                    "`{s}` was not downloaded (kiln fetches only http and https)"
+                ))
+            })?;
+            let target = if dest_is_dir {
+                let name = crate::fetch::http::file_name(s).ok_or_else(|| {
+                    fail(format!(
+                        "cannot name the file of `{s}` in a directory destination: the URL has no file name in its path"
+                    ))
+                })?;
+                dest_path.join(name)
+            } else {
+                dest_path.clone()
+            };
+            let unpack =
+                matches!(&estep.instruction, Instruction::Add(a) if a.unpack == Some(true));
+            if unpack && is_tar(file)? {
+                make_parents(upper, below, &dest, w.offset, new_owner, true)?;
+                extract_tar(file, &dest_path, w.offset)?;
+            } else {
+                let item = Item {
+                    kind: FileKind::File,
+                    mode: 0o600,
+                    owner: None,
+                    host: file.clone(),
+                };
+                w.item(&item, &target)?;
+            }
+            continue;
+        }
         let picks = source
             .picks(s, how, dest_is_dir)
             .map_err(|e| fail(format!("{e} ({from_name})")))?;

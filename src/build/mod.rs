@@ -11,8 +11,10 @@
 //! deterministic layer writer, so the same tree gives the same bytes.
 
 pub mod blobs;
+pub mod bundle;
 mod config;
 mod copy;
+pub mod fetch;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -49,6 +51,26 @@ pub enum BuildError {
         line: usize,
         /// What went wrong.
         message: String,
+    },
+    /// A fetch step's output is not the one it is pinned to.
+    #[error("{0}")]
+    FetchMismatch(Box<fetch::Mismatch>),
+    /// `kiln lock` only: a fetch step ran and is pinned now. The build
+    /// stops there: the steps after it are planned over the new pin.
+    #[error("line {line}: the fetch step was pinned")]
+    Pinned {
+        /// The Dockerfile line.
+        line: usize,
+        /// The new kiln.lock entry.
+        pin: Box<crate::plan::fetch::LockedFetch>,
+    },
+    /// A store bundle is not what kiln writes, or not whole.
+    #[error("bundle {} is unusable: {reason}", path.display())]
+    Bundle {
+        /// The bundle.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
     },
     /// A file could not be read or written.
     #[error("failed to {op} {}", path.display())]
@@ -135,6 +157,8 @@ pub struct Options {
     pub no_cache: bool,
     /// `--label K=V`, applied to the target image.
     pub labels: Vec<(String, String)>,
+    /// How fetch steps run (`kiln build`, `kiln lock`, `--offline`).
+    pub fetch: fetch::FetchOptions,
 }
 
 /// One layer of a stage's filesystem.
@@ -299,10 +323,54 @@ fn write_layer_blob(
     layer: &StageLayer,
     source_date_epoch: i64,
 ) -> Result<Descriptor, BuildError> {
+    write_tree_blob(
+        store,
+        &layer.tree,
+        &layer.diff_id,
+        layer.step.as_ref(),
+        source_date_epoch,
+    )
+}
+
+/// The blob of layer 0 of `derivation`'s stored output, written from its
+/// tree if it has none yet (a bundle carries blobs). `source_date_epoch`
+/// must be the one the derivation was planned with.
+pub fn ensure_layer_blob(
+    store: &Store,
+    derivation: &Blake3Digest,
+    layer: &Layer,
+    source_date_epoch: i64,
+) -> Result<Sha256Digest, BuildError> {
+    if let Some(blob) = layer.blob {
+        return Ok(blob);
+    }
+    let tree = step_layer_tree(store, layer)?.ok_or_else(|| BuildError::Step {
+        line: 0,
+        message: format!("the layer of {derivation} is missing from the store"),
+    })?;
+    let desc = write_tree_blob(
+        store,
+        &tree,
+        &layer.diff_id,
+        Some(derivation),
+        source_date_epoch,
+    )?;
+    Ok(desc.digest)
+}
+
+/// Packs `tree` into a gzip layer blob in the store, checks it against
+/// `diff_id`, and records it on `step`'s output when given.
+fn write_tree_blob(
+    store: &Store,
+    tree: &Path,
+    diff_id: &Sha256Digest,
+    step: Option<&Blake3Digest>,
+    source_date_epoch: i64,
+) -> Result<Descriptor, BuildError> {
     let sink = StoreBlobs { store };
     let mut w = image::blob::BlobSink::begin_blob(&sink)?;
     let (info, _) = image::layer::write_dir_layer(
-        &layer.tree,
+        tree,
         &tree_walk_options(),
         LayerOptions {
             compression: Compression::Gzip,
@@ -310,20 +378,19 @@ fn write_layer_blob(
         },
         &mut w,
     )?;
-    std::io::Write::flush(&mut w).map_err(io_err("write", &layer.tree))?;
+    std::io::Write::flush(&mut w).map_err(io_err("write", tree))?;
     let (digest, size) = w.commit()?;
-    if info.diff_id != layer.diff_id {
+    if info.diff_id != *diff_id {
         return Err(BuildError::Step {
             line: 0,
             message: format!(
-                "layer tree {} packs to diff_id {}, not the {} recorded when it was built (run `kiln store verify`)",
-                layer.tree.display(),
+                "layer tree {} packs to diff_id {}, not the {diff_id} recorded when it was built (run `kiln store verify`)",
+                tree.display(),
                 info.diff_id,
-                layer.diff_id
             ),
         });
     }
-    if let Some(step) = &layer.step {
+    if let Some(step) = step {
         store.set_layer_blob(step, 0, &digest)?;
     }
     Ok(Descriptor::new(
@@ -398,7 +465,7 @@ pub fn image_trees(store: &Store, image: &image::Image) -> Result<Vec<PathBuf>, 
 
 /// A layer's tree in the store, extracted from its blob `desc` on first use
 /// (keyed by `diff_id`, under a lock so that two builds extract it once).
-fn layer_tree(
+pub fn layer_tree(
     store: &Store,
     desc: &Descriptor,
     diff_id: &Sha256Digest,
@@ -601,6 +668,9 @@ impl Builder<'_> {
         {
             return Ok((out, true));
         }
+        if let Some(f) = &pstep.fetch {
+            return fetch::step(self, label, state, pstep, estep, f, hash, done);
+        }
         let line = pstep.span.start;
         (self.progress)(Event::StepStarted {
             stage: label.to_owned(),
@@ -673,15 +743,23 @@ impl Builder<'_> {
     /// Turns a finished layer dir into a store tree and its diff_id; the
     /// compressed blob waits until an image needs it.
     fn ingest(&self, dir: &Path, hash: &Blake3Digest) -> Result<Output, BuildError> {
+        let layer = self.write_layer(dir)?;
+        self.keep_layer(dir, hash, layer)
+    }
+
+    /// Hashes a finished layer dir as its layer tar (the diff_id; the
+    /// compressed blob waits until an image needs it); `None` for an empty
+    /// dir (no layer).
+    pub(crate) fn write_layer(
+        &self,
+        dir: &Path,
+    ) -> Result<Option<image::layer::LayerInfo>, BuildError> {
         let empty = std::fs::read_dir(dir)
             .map_err(io_err("read", dir))?
             .next()
             .is_none();
         if empty {
-            return Ok(Output {
-                layers: Vec::new(),
-                config: None,
-            });
+            return Ok(None);
         }
         let mut hashing = image::digest::HashingWriter::new(std::io::sink());
         let (info, _) = image::layer::write_dir_layer(
@@ -693,6 +771,24 @@ impl Builder<'_> {
             },
             &mut hashing,
         )?;
+        Ok(Some(info))
+    }
+
+    /// Moves a finished layer dir into the store as the tree of `hash`'s
+    /// output (its blob waits until an image needs it), and returns that
+    /// output.
+    fn keep_layer(
+        &self,
+        dir: &Path,
+        hash: &Blake3Digest,
+        layer: Option<image::layer::LayerInfo>,
+    ) -> Result<Output, BuildError> {
+        let Some(info) = layer else {
+            return Ok(Output {
+                layers: Vec::new(),
+                config: None,
+            });
+        };
         let key = TreeKey::new(&hash.to_hex())?;
         // The tree is the directory itself: move it out of its TempDir.
         let keep = self.store.tmp_dir()?.keep();
@@ -781,6 +877,9 @@ impl Builder<'_> {
             });
         }
         spec.mounts = mounts;
+        if pstep.fetch.is_some() {
+            fetch::open_network(&mut spec, &self.options.fetch);
+        }
         // Output goes to the step's log as it comes (both streams
         // interleaved, as a terminal shows them) and out as progress.
         let mut stderr_tail = Vec::new();

@@ -48,7 +48,8 @@ pub struct BuildArgs {
     pub metadata_file: Option<PathBuf>,
 }
 
-fn secrets(raw: &[String]) -> anyhow::Result<BTreeMap<String, PathBuf>> {
+/// Reads `--secret id=ID,src=PATH` values.
+pub(super) fn secrets(raw: &[String]) -> anyhow::Result<BTreeMap<String, PathBuf>> {
     let mut out = BTreeMap::new();
     for s in raw {
         let mut id = None;
@@ -70,6 +71,11 @@ fn secrets(raw: &[String]) -> anyhow::Result<BTreeMap<String, PathBuf>> {
 pub(super) fn run(store_flag: Option<&Path>, args: &BuildArgs) -> anyhow::Result<ExitCode> {
     let store = Store::open(&super::store::root(store_flag)?)?;
     let planned = make_plan(&args.build, &store)?;
+    let file = args.build.dockerfile();
+    super::lock::require_pins(&planned, &args.build, &file)?;
+    if args.build.offline {
+        super::lock::require_offline_inputs(&store, &planned, &file)?;
+    }
     record(&store, &planned.plan)?;
     let mut labels = Vec::new();
     for l in &args.label {
@@ -87,8 +93,8 @@ pub(super) fn run(store_flag: Option<&Path>, args: &BuildArgs) -> anyhow::Result
         secrets: secrets(&args.secret)?,
         no_cache: args.no_cache,
         labels,
+        fetch: super::lock::fetch_options(&args.build, &planned, build::fetch::FetchMode::Build),
     };
-    let file = args.build.dockerfile();
     let progress = Progress::new(Mode::from_flag(&args.progress));
     let result = build::build(&store, &planned.evaluation, &planned.plan, &options, &|e| {
         progress.event(&e);
@@ -99,12 +105,8 @@ pub(super) fn run(store_flag: Option<&Path>, args: &BuildArgs) -> anyhow::Result
         layers: built.image.manifest.layers.len(),
     });
     progress.finish(summary.as_ref());
-    let built = result.map_err(|e| match e {
-        build::BuildError::Step { line, message } if line > 0 => anyhow::Error::new(
-            super::FileError::new(&file, crate::dockerfile::ParseError::at(line, message)),
-        ),
-        other => anyhow::Error::new(other),
-    })?;
+    let built = result.map_err(|e| super::lock::build_error(&file, e))?;
+    super::lock::keep_roots(&store, &planned, false)?;
     for tag in &args.tags {
         let (n, t) = split_tag(tag);
         store.tag_image(n, t, &built.manifest, Some(&built.derivation))?;

@@ -2,7 +2,9 @@
 //! that prints. Stdout carries data only; messages go to stderr.
 
 mod build;
+mod bundle;
 mod image;
+mod lock;
 mod parse;
 pub mod plan;
 mod progress;
@@ -48,6 +50,9 @@ pub enum Command {
     /// Build an image from a Dockerfile; the last line on stdout is its
     /// manifest digest.
     Build(build::BuildArgs),
+    /// Pin base images and fetch steps in kiln.lock (beside the
+    /// Dockerfile), running the fetch steps that have no pin.
+    Lock(lock::LockArgs),
     /// Local images: import, load, ls, export, rm.
     Image(image::ImageArgs),
     /// Pull an image from a registry into the store and tag it; prints its
@@ -72,6 +77,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::ShowDerivation(args) => show::run(cli.store.as_deref(), &args),
         Command::Store(args) => store::run(cli.store.as_deref(), &args),
         Command::Build(args) => build::run(cli.store.as_deref(), &args),
+        Command::Lock(args) => lock::run(cli.store.as_deref(), &args),
         Command::Image(args) => image::run(cli.store.as_deref(), &args),
         Command::Pull(args) => pull::run(cli.store.as_deref(), &args),
         Command::Push(args) => push::run(cli.store.as_deref(), &args),
@@ -175,6 +181,21 @@ pub fn report(err: &anyhow::Error) {
         .and_then(crate::image::registry::RegistryError::hint)
     {
         eprintln!("hint: {hint}");
+    }
+    if let Some(hint) = err
+        .chain()
+        .find_map(|e| e.downcast_ref::<crate::fetch::FetchError>())
+        .and_then(crate::fetch::FetchError::hint)
+    {
+        eprintln!("hint: {hint}");
+    }
+    if err
+        .chain()
+        .any(|e| e.downcast_ref::<lock::OfflineMissing>().is_some())
+    {
+        eprintln!(
+            "hint: carry them over with `kiln store export --plan ... -o BUNDLE` where they are, then `kiln store import BUNDLE`"
+        );
     }
     if let Some(hint) = err
         .chain()

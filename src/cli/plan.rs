@@ -14,6 +14,7 @@ use super::FileError;
 use crate::context::{self, hash as context_hash};
 use crate::digest::{Blake3Digest, Sha256Digest};
 use crate::dockerfile::{self, ParseError, stage};
+use crate::fetch::{LockedResolver, Lockfile};
 use crate::plan::{self, Plan, PlanError, Resolver};
 use crate::store::{DerivationKind, Store};
 
@@ -43,6 +44,11 @@ pub struct BuildFlags {
     /// Registry access, for base images the store lacks.
     #[command(flatten)]
     pub registry: super::pull::RegistryFlags,
+    /// Use no network at all: base images come from kiln.lock pins and the
+    /// store, fetch steps from the store; anything missing is listed and
+    /// nothing is built.
+    #[arg(long)]
+    pub offline: bool,
 }
 
 impl BuildFlags {
@@ -314,6 +320,10 @@ pub struct Planned {
     pub root: PathBuf,
     /// What reading the context took.
     pub context: ContextStats,
+    /// The kiln.lock the plan used, if there is one.
+    pub lock: Option<Lockfile>,
+    /// Where kiln.lock is (or would be).
+    pub lock_path: PathBuf,
 }
 
 /// What reading the build context took: printed as one line on stderr, as
@@ -342,6 +352,31 @@ impl std::fmt::Display for ContextStats {
     }
 }
 
+/// Base image configs read from the store: the image's manifest, then its
+/// config (`Env`, `WorkingDir`, `User`, `Shell`, `OnBuild`).
+pub struct StoreBases<'a> {
+    /// The store holding local images.
+    pub store: &'a Store,
+    /// What names the manifest of a reference (kiln.lock pins first, then
+    /// the store, then the registry).
+    pub resolver: &'a dyn Resolver,
+}
+
+impl stage::BaseImages for StoreBases<'_> {
+    fn config(&self, reference: &str) -> Option<stage::BaseConfig> {
+        let digest: Sha256Digest = self.resolver.resolve(reference).ok()?.parse().ok()?;
+        let image = crate::build::read_stored_image(self.store, &digest).ok()?;
+        let c = image.config.config;
+        Some(stage::BaseConfig {
+            env: c.env,
+            working_dir: c.working_dir.unwrap_or_default(),
+            user: c.user.unwrap_or_default(),
+            shell: c.shell,
+            onbuild: c.on_build,
+        })
+    }
+}
+
 #[expect(
     clippy::disallowed_methods,
     reason = "the stat cache trusts only files changed well before now; never hashed"
@@ -356,34 +391,53 @@ fn located(file: &Path, line: usize, message: String) -> FileError {
     FileError::new(file, ParseError::at(line, message))
 }
 
-/// Reads the Dockerfile and context and plans the build; context hashes go
-/// through the store's stat cache.
+/// Reads the Dockerfile, its kiln.lock and the context and plans the
+/// build; context hashes go through the store's stat cache.
 pub fn make_plan(flags: &BuildFlags, store: &Store) -> anyhow::Result<Planned> {
-    let resolver = StoreResolver::new(
-        store,
-        Some(flags.registry.client(crate::image::Platform::linux_amd64())),
-    );
-    make_plan_with(flags, store, &resolver)
+    let lock_path = Lockfile::path_for(&flags.dockerfile());
+    let lock = Lockfile::load(&lock_path)?;
+    make_plan_with(flags, store, lock, true)
 }
 
-/// [`make_plan`] with base images resolved by `resolver` (an offline one,
-/// for instance).
+/// [`make_plan`] with the lock file given (`kiln lock` plans with the
+/// entries it is refreshing left out); `check_stages`: fail if it pins a
+/// stage the Dockerfile lost. Base images resolve through the lock's pins,
+/// then the store, then (unless `--offline`) their registry.
 pub fn make_plan_with(
     flags: &BuildFlags,
     store: &Store,
-    resolver: &StoreResolver<'_>,
+    lock: Option<Lockfile>,
+    check_stages: bool,
 ) -> anyhow::Result<Planned> {
     let file = flags.dockerfile();
+    let lock_path = Lockfile::path_for(&file);
+    let client =
+        (!flags.offline).then(|| flags.registry.client(crate::image::Platform::linux_amd64()));
+    let store_resolver = StoreResolver::new(store, client);
+    let resolver = LockedResolver {
+        lock: lock.as_ref(),
+        inner: &store_resolver,
+        offline: flags.offline,
+    };
     let bytes =
         std::fs::read(&file).with_context(|| format!("failed to read {}", file.display()))?;
     let parsed = dockerfile::parse(&bytes).map_err(|e| FileError::new(&file, e))?;
+    if let Some(lock) = &lock
+        && check_stages
+    {
+        lock.check_stages(&lock_path, &stage_labels(&parsed))?;
+    }
     let options = stage::Options {
         build_args: super::build_args(&flags.build_args)?,
         target: flags.target.clone(),
         ..stage::Options::default()
     };
+    let bases = StoreBases {
+        store,
+        resolver: &resolver,
+    };
     let evaluation =
-        stage::evaluate(&parsed, &options, resolver).map_err(|e| FileError::new(&file, e))?;
+        stage::evaluate(&parsed, &options, &bases).map_err(|e| FileError::new(&file, e))?;
     let root = std::fs::canonicalize(&flags.context).with_context(|| {
         format!(
             "failed to open the build context {}",
@@ -419,15 +473,17 @@ pub fn make_plan_with(
     {
         eprintln!("{stats}");
     }
-    let plan = plan::plan(
+    let pins = lock.as_ref().map_or(&[][..], |l| l.fetches.as_slice());
+    let plan = plan::plan_with_pins(
         &evaluation,
         &files,
-        resolver,
+        &resolver,
         flags.source_date_epoch.unwrap_or(0),
+        pins,
     )
     .map_err(|e: PlanError| {
         let hint = match &e {
-            PlanError::Image { reference, .. } => resolver.hint(reference),
+            PlanError::Image { reference, .. } => store_resolver.hint(reference),
             PlanError::Source { .. } => {
                 Some("check the path against the context and .dockerignore".to_owned())
             }
@@ -445,7 +501,23 @@ pub fn make_plan_with(
         files,
         root,
         context: stats,
+        lock,
+        lock_path,
     })
+}
+
+/// Every stage's label as kiln.lock writes it: its name, or `#index`.
+pub fn stage_labels(parsed: &dockerfile::Dockerfile) -> Vec<String> {
+    parsed
+        .instructions
+        .iter()
+        .filter_map(|i| match i {
+            dockerfile::Instruction::From(f) => Some(f.stage_name.clone()),
+            _ => None,
+        })
+        .enumerate()
+        .map(|(i, name)| name.unwrap_or_else(|| format!("#{i}")))
+        .collect()
 }
 
 /// Records every derivation of the plan in the store (like
@@ -576,6 +648,22 @@ pub(super) fn run(store_flag: Option<&Path>, args: &PlanArgs) -> anyhow::Result<
             }
             for input in &step.stage_inputs {
                 writeln!(out, "              stage: {input}")?;
+            }
+            if let Some(f) = &step.fetch {
+                let state = match &f.state {
+                    crate::plan::fetch::FetchState::Pinned(p) => match (&p.diff_id, &p.content) {
+                        (Some(d), _) => format!("pinned by kiln.lock to layer {d}"),
+                        (None, Some(c)) => format!("pinned by --checksum to {c}"),
+                        (None, None) => "pinned".to_owned(),
+                    },
+                    crate::plan::fetch::FetchState::Unpinned => {
+                        "unpinned: run `kiln lock`".to_owned()
+                    }
+                    crate::plan::fetch::FetchState::Stale { .. } => {
+                        "stale pin (its inputs changed): run `kiln lock`".to_owned()
+                    }
+                };
+                writeln!(out, "              fetch step, {state}")?;
             }
         }
     }

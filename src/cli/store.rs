@@ -1,4 +1,5 @@
-//! `kiln store ...`: look after the store (path, info, add, verify, gc).
+//! `kiln store ...`: look after the store (path, info, add, verify, gc,
+//! export, import).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -45,6 +46,20 @@ pub enum StoreCommand {
         /// Forget broken items and what needs them, and delete their files.
         #[arg(long)]
         repair: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write what a build needs into one file, for a store without network:
+    /// local images (`--image`), or everything a build's plan needs
+    /// (`--plan`: base images, fetch step outputs).
+    Export(super::bundle::ExportArgs),
+    /// Add a bundle made by `kiln store export`, after verifying every hash
+    /// in it (nothing is added from a bad bundle).
+    Import {
+        /// The bundle.
+        #[arg(value_name = "BUNDLE")]
+        bundle: PathBuf,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -176,8 +191,23 @@ pub(super) fn run(store_flag: Option<&Path>, args: &StoreArgs) -> anyhow::Result
             }
             eprintln!("kiln: checked {} items: all good", report.checked);
         }
+        StoreCommand::Export(args) => return super::bundle::export(&root, args),
+        StoreCommand::Import { bundle, json } => {
+            return super::bundle::import(&root, bundle, *json);
+        }
         StoreCommand::Gc { dry_run, json } => {
-            let report = Store::open(&root)?.gc(*dry_run)?;
+            let mut store = Store::open(&root)?;
+            if !*dry_run {
+                // Roots of lock files that are gone go first (Nix drops an
+                // indirect root whose link is gone the same way).
+                for lock in crate::fetch::prune_roots(&store)? {
+                    eprintln!(
+                        "kiln: {} is gone; its pins are no longer roots",
+                        lock.display()
+                    );
+                }
+            }
+            let report = store.gc(*dry_run)?;
             print_gc(&mut out, &report, *json)?;
             eprintln!(
                 "kiln: {} {} items, {}",

@@ -257,6 +257,12 @@ pub struct RunInstruction {
     pub mounts: Vec<MountSpec>,
     /// `--network`.
     pub network: Network,
+    /// Whether `--network` was written out: `RUN --network=default|host`
+    /// declares a fetch step (the only RUN with network in kiln), a RUN
+    /// without the flag has none. Not serialized, so the instruction as
+    /// hashed and printed is BuildKit's.
+    #[serde(skip)]
+    pub network_given: bool,
     /// `--security`.
     pub security: Security,
     /// `--device` values, in order.
@@ -814,6 +820,7 @@ impl Cx<'_> {
         for text in flags.strings("mount") {
             mounts.push(self.mount_spec(text)?);
         }
+        let network_given = flags.string("network").is_some();
         let network = match flags.string("network").unwrap_or("default") {
             "default" => Network::Default,
             "none" => Network::None,
@@ -839,6 +846,7 @@ impl Cx<'_> {
             heredocs: self.node.heredocs.clone(),
             mounts,
             network,
+            network_given,
             security,
             devices,
         })

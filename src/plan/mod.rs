@@ -14,6 +14,7 @@
 //! Pure: the context listing (with content hashes) and base image digests
 //! come in as values.
 
+pub mod fetch;
 pub mod graph;
 pub mod select;
 
@@ -123,6 +124,10 @@ pub struct PlannedStep {
     /// with the manifest digest it resolved to.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub images: Vec<(String, String)>,
+    /// For a fetch step (`RUN --network=...`, `ADD <url>`): how kiln.lock
+    /// names it, its inputs hash and its pin (see [`fetch`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fetch: Option<fetch::FetchStep>,
 }
 
 /// A planned stage.
@@ -187,12 +192,25 @@ fn instruction_json(inst: &Instruction) -> String {
         .expect("canonical JSON is UTF-8")
 }
 
-/// Plans `evaluation` against a context listing (sorted by path).
+/// Plans `evaluation` against a context listing (sorted by path), with no
+/// fetch step pinned by kiln.lock.
 pub fn plan(
     evaluation: &Evaluation,
     context: &[ContextFile],
     resolver: &dyn Resolver,
     source_date_epoch: u64,
+) -> Result<Plan, PlanError> {
+    plan_with_pins(evaluation, context, resolver, source_date_epoch, &[])
+}
+
+/// Plans `evaluation` against a context listing (sorted by path), fetch
+/// steps pinned by `pins` (kiln.lock's entries) where their inputs match.
+pub fn plan_with_pins(
+    evaluation: &Evaluation,
+    context: &[ContextFile],
+    resolver: &dyn Resolver,
+    source_date_epoch: u64,
+    pins: &[fetch::LockedFetch],
 ) -> Result<Plan, PlanError> {
     let mut planned: Vec<Option<PlannedStage>> = vec![None; evaluation.stages.len()];
     let position = |index: usize| evaluation.stages.iter().position(|s| s.index == index);
@@ -214,7 +232,8 @@ pub fn plan(
             let lookup = |index: usize| -> Option<&PlannedStage> {
                 position(index).and_then(|p| planned[p].as_ref())
             };
-            let stage_plan = plan_stage(stage, context, resolver, source_date_epoch, &lookup)?;
+            let stage_plan =
+                plan_stage(stage, context, resolver, source_date_epoch, pins, &lookup)?;
             planned[pos] = Some(stage_plan);
             progressed = true;
         }
@@ -262,6 +281,7 @@ fn plan_stage<'a>(
     context: &[ContextFile],
     resolver: &dyn Resolver,
     source_date_epoch: u64,
+    pins: &[fetch::LockedFetch],
     lookup: &dyn Fn(usize) -> Option<&'a PlannedStage>,
 ) -> Result<PlannedStage, PlanError> {
     let sde = source_date_epoch.to_string();
@@ -295,6 +315,8 @@ fn plan_stage<'a>(
         .unwrap_or_else(|| format!("#{}", stage.index));
 
     let mut parent = base.clone();
+    // Fetch steps seen so far in this stage, by instruction text.
+    let mut occurrences: std::collections::BTreeMap<String, u32> = Default::default();
     let mut steps = Vec::with_capacity(stage.steps.len());
     let mut records = Vec::with_capacity(stage.steps.len());
     for step in &stage.steps {
@@ -431,6 +453,15 @@ fn plan_stage<'a>(
                 .text("source-date-epoch", &sde);
             enc.finish(format!("{label}: {}", summary(inst, &text)))
         });
+        let step_parent = if linked(inst) { "link" } else { &parent };
+        let (derivation, fetch) = match derivation {
+            Some(inputs) if fetch::is_fetch(inst) => {
+                let (drv, f) =
+                    plan_fetch(inst, &label, step_parent, inputs, pins, &mut occurrences)?;
+                (Some(drv), Some(f))
+            }
+            other => (other, None),
+        };
         if let Some(d) = &derivation {
             // A `--link` layer does not depend on what is below it, but the
             // steps after it depend on both.
@@ -455,6 +486,7 @@ fn plan_stage<'a>(
             context_files,
             stage_inputs,
             images,
+            fetch,
         });
     }
 
@@ -470,6 +502,80 @@ fn plan_stage<'a>(
         derivation: enc.finish(format!("stage {label}")),
         steps,
     })
+}
+
+/// A fetch step's derivation and pin state (see [`fetch`]): `inputs` is
+/// its ordinary step derivation.
+fn plan_fetch(
+    inst: &Instruction,
+    label: &str,
+    parent: &str,
+    inputs: Derivation,
+    pins: &[fetch::LockedFetch],
+    occurrences: &mut std::collections::BTreeMap<String, u32>,
+) -> Result<(Derivation, fetch::FetchStep), PlanError> {
+    let instruction = fetch::describe(inst);
+    let n = occurrences.entry(instruction.clone()).or_insert(0);
+    *n += 1;
+    let key = fetch::FetchKey {
+        stage: label.to_owned(),
+        instruction,
+        occurrence: *n,
+    };
+    let urls = match inst {
+        Instruction::Add(a) => a
+            .sources
+            .iter()
+            .filter(|s| fetch::is_url(s))
+            .cloned()
+            .collect(),
+        _ => Vec::new(),
+    };
+    let name = format!("{} (fixed output)", inputs.name);
+    let (derivation, state) = match fetch::checksum(inst) {
+        // Pinned in the Dockerfile: the content is fixed, so the layer is
+        // a function of the ordinary inputs.
+        Some(Ok(content)) => (
+            inputs.clone(),
+            fetch::FetchState::Pinned(fetch::Pin {
+                diff_id: None,
+                content: Some(content),
+            }),
+        ),
+        Some(Err(message)) => {
+            return Err(PlanError::Source {
+                line: inst.span().start,
+                message,
+            });
+        }
+        None => match pins.iter().find(|p| p.key == key) {
+            Some(p) if p.inputs == inputs.hash => (
+                fetch::fixed_output(parent, &p.diff_id, &name),
+                fetch::FetchState::Pinned(fetch::Pin {
+                    diff_id: Some(p.diff_id),
+                    content: p.content,
+                }),
+            ),
+            Some(p) => (
+                fetch::unpinned(parent, &inputs.hash, &name),
+                fetch::FetchState::Stale { locked: p.inputs },
+            ),
+            None => (
+                fetch::unpinned(parent, &inputs.hash, &name),
+                fetch::FetchState::Unpinned,
+            ),
+        },
+    };
+    Ok((
+        derivation,
+        fetch::FetchStep {
+            key,
+            inputs: inputs.hash,
+            parent: parent.to_owned(),
+            urls,
+            state,
+        },
+    ))
 }
 
 /// `http://`, `https://` and git sources are fetched, not read from the

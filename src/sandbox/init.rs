@@ -631,6 +631,11 @@ fn pid1(req: &Request, report: &Reporter) -> Result<ExitStatus, WireError> {
     let root = (Gid::from_raw(0), Uid::from_raw(0));
     nix::unistd::setresgid(root.0, root.0, root.0).map_err(setup_err("setresgid 0"))?;
     nix::unistd::setresuid(root.1, root.1, root.1).map_err(setup_err("setresuid 0"))?;
+    // prctl(2): a change of effective uid or gid clears the parent-death
+    // signal, so arm it again; without this a sandbox whose helper was
+    // killed (`kiln run` stopped by a signal) ran on, reparented to init.
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
+        .map_err(setup_err("prctl PR_SET_PDEATHSIG after setresuid"))?;
 
     let mut mounter = Mounter {
         report,

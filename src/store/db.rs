@@ -339,6 +339,29 @@ impl Db {
             .map_err(self.err("look up a tree"))
     }
 
+    /// A recorded output layer with this diff_id that has a tree, if any
+    /// (layer trees are named by their derivation, not their content).
+    pub(crate) fn layer_by_diff_id(
+        &self,
+        diff_id: &Sha256Digest,
+    ) -> Result<Option<Layer>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT diff_id, blob, tree FROM output_layers
+                 WHERE diff_id = ?1 AND tree IS NOT NULL ORDER BY derivation, position LIMIT 1",
+                [diff_id],
+                |row| {
+                    Ok(Layer {
+                        diff_id: row.get(0)?,
+                        blob: row.get(1)?,
+                        tree: row.get(2)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(self.err("look up a layer by diff_id"))
+    }
+
     /// Records a tree (no-op if it already is).
     pub(crate) fn insert_tree(
         &mut self,

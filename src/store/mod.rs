@@ -666,6 +666,12 @@ impl Store {
         self.db().output(derivation)
     }
 
+    /// Some recorded output layer with this diff_id and a tree, if any (to
+    /// compare a fetch step's new layer with the one it is pinned to).
+    pub fn layer_by_diff_id(&self, diff_id: &Sha256Digest) -> Result<Option<Layer>, StoreError> {
+        self.db().layer_by_diff_id(diff_id)
+    }
+
     /// Takes the build lock of a derivation, waiting while another process
     /// (or thread) holds it. A builder takes it, checks [`Store::output`]
     /// again, builds only if still missing, records the output and drops

@@ -44,7 +44,7 @@ pub fn sandbox_unavailable() -> Option<String> {
     if !Path::new("/bin/busybox").is_file() {
         return Some("/bin/busybox is missing (apt-get install busybox-static)".into());
     }
-    if nix_euid_is_root() {
+    if is_root() {
         return None;
     }
     let ok = Command::new("unshare")
@@ -61,7 +61,8 @@ pub fn sandbox_unavailable() -> Option<String> {
     (!ok).then(|| "user namespaces are not available to this user".into())
 }
 
-fn nix_euid_is_root() -> bool {
+/// Whether this process runs as root (effective uid 0).
+pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -120,4 +121,21 @@ pub fn busybox_rootfs(dir: &Path) -> PathBuf {
     std::fs::write(root.join("etc/group"), "root:x:0:\nuser:x:1000:\n").unwrap();
     std::fs::set_permissions(root.join("tmp"), std::fs::Permissions::from_mode(0o1777)).unwrap();
     root
+}
+
+/// A tar of [`busybox_rootfs`] under `dir` (sorted, as `kiln image import`
+/// takes it); returns its path.
+pub fn busybox_tar(dir: &Path) -> PathBuf {
+    let rootfs = busybox_rootfs(dir);
+    let tar = dir.join("busybox.tar");
+    let st = Command::new("tar")
+        .args(["--sort=name", "-C"])
+        .arg(&rootfs)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success(), "tar failed");
+    tar
 }

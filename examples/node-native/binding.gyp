@@ -1,0 +1,9 @@
+{
+  "targets": [
+    {
+      "target_name": "checksum",
+      "sources": ["src/checksum.c"],
+      "cflags": ["-O2"]
+    }
+  ]
+}
