@@ -2,6 +2,7 @@
 //! that prints. Stdout carries data only; messages go to stderr.
 
 mod build;
+mod diff;
 mod image;
 mod parse;
 pub mod plan;
@@ -51,6 +52,9 @@ pub enum Command {
     Log(build::LogArgs),
     /// Run a command in the sandbox over a root filesystem directory.
     Run(run::RunArgs),
+    /// Compare two images (or, with `--plan`, two derivation graphs);
+    /// exit 0 if the same, 1 if different, 2 on error.
+    Diff(diff::DiffArgs),
     /// The sandbox's child side (internal: spawned by kiln itself).
     #[command(name = "__sandbox-init", hide = true)]
     SandboxInit,
@@ -67,6 +71,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Image(args) => image::run(cli.store.as_deref(), &args),
         Command::Log(args) => build::log(cli.store.as_deref(), &args),
         Command::Run(args) => run::run(cli.store.as_deref(), &args),
+        Command::Diff(args) => Ok(diff::run(cli.store.as_deref(), &args)),
         Command::SandboxInit => Ok(ExitCode::from(
             u8::try_from(crate::sandbox::init::main()).unwrap_or(1),
         )),
