@@ -37,6 +37,11 @@ pub struct BuildArgs {
     /// Write the image's manifest digest to this file.
     #[arg(long, value_name = "FILE")]
     pub iidfile: Option<PathBuf>,
+    /// Then build every step again over its stored inputs, in a temporary
+    /// directory, and compare with the stored result, like `nix build
+    /// --check`; exit 1 if a step is not reproducible.
+    #[arg(long)]
+    pub check: bool,
     /// `auto`, `plain` or `json`.
     #[arg(long, default_value = "auto", value_parser = ["auto", "plain", "json"])]
     pub progress: String,
@@ -105,7 +110,7 @@ pub(super) fn run(store_flag: Option<&Path>, args: &BuildArgs) -> anyhow::Result
             .with_context(|| format!("`--label {l}` is not `K=V`"))?;
         labels.push((k.to_owned(), v.to_owned()));
     }
-    let options = build::Options {
+    let mut options = build::Options {
         helper: std::env::current_exe().context("failed to find the kiln executable")?,
         context: planned.root.clone(),
         context_files: planned.files.clone(),
@@ -114,6 +119,7 @@ pub(super) fn run(store_flag: Option<&Path>, args: &BuildArgs) -> anyhow::Result
         secrets: secrets(&args.secret)?,
         no_cache: args.no_cache,
         labels,
+        check: false,
     };
     let json = args.progress == "json";
     let file = args.build.dockerfile();
@@ -137,6 +143,10 @@ pub(super) fn run(store_flag: Option<&Path>, args: &BuildArgs) -> anyhow::Result
     if let Some(f) = &args.iidfile {
         std::fs::write(f, built.manifest.to_string())
             .with_context(|| format!("failed to write {}", f.display()))?;
+    }
+    if args.check {
+        options.check = true;
+        return super::check::run(&store, &planned, &options, &file, &built);
     }
     let size: u64 = built.image.manifest.layers.iter().map(|l| l.size).sum();
     #[expect(clippy::print_stderr, reason = "cli prints")]

@@ -290,10 +290,29 @@ fn layer_label(report: &ImageReport, side_a: bool, layer: usize) -> String {
     let side = if side_a { &report.a } else { &report.b };
     match side.layers.get(layer).and_then(|l| l.created_by.as_deref()) {
         Some(by) => {
-            let by: String = by.chars().take(60).collect();
-            format!("layer {layer}: {by}")
+            let mut short: String = by.chars().take(60).collect();
+            if by.chars().count() > 60 {
+                short.push('…');
+            }
+            format!("layer {layer}: {short}")
         }
         None => format!("layer {layer}"),
+    }
+}
+
+/// `(A layer 0: ...)`-style provenance; empty labels give nothing.
+fn provenance(a: Option<String>, b: Option<String>) -> String {
+    let text = match (a, b) {
+        (Some(x), Some(y)) if x == y => x,
+        (Some(x), Some(y)) => format!("A {x}; B {y}"),
+        (Some(x), None) => format!("A {x}"),
+        (None, Some(y)) => format!("B {y}"),
+        (None, None) => String::new(),
+    };
+    if text.trim().is_empty() || text == "A " || text == "B " {
+        String::new()
+    } else {
+        format!("  ({text})")
     }
 }
 
@@ -331,7 +350,8 @@ fn render_content(out: &mut dyn Write, c: &ContentDiff, paint: &Paint) -> std::i
     Ok(())
 }
 
-/// Prints the paths that differ (shared with `kiln build --check`).
+/// Prints the paths that differ (shared with `kiln build --check`);
+/// `label(side_a, layer)` names a layer (empty: say nothing).
 pub(super) fn render_paths(
     out: &mut dyn Write,
     paths: &[PathDiff],
@@ -344,22 +364,22 @@ pub(super) fn render_paths(
                 let b = p.b.as_ref().expect("added paths have B");
                 writeln!(
                     out,
-                    "  {} {}  {}  {}",
+                    "  {} {}  {}{}",
                     paint.green("added  "),
                     p.path,
                     describe(b),
-                    paint.dim(&format!("({} in B)", label(false, b.layer)))
+                    paint.dim(&provenance(None, Some(label(false, b.layer))))
                 )?;
             }
             Status::Removed => {
                 let a = p.a.as_ref().expect("removed paths have A");
                 writeln!(
                     out,
-                    "  {} {}  {}  {}",
+                    "  {} {}  {}{}",
                     paint.red("removed"),
                     p.path,
                     describe(a),
-                    paint.dim(&format!("({} in A)", label(true, a.layer)))
+                    paint.dim(&provenance(Some(label(true, a.layer)), None))
                 )?;
             }
             Status::Changed => {
@@ -369,13 +389,12 @@ pub(super) fn render_paths(
                 );
                 writeln!(
                     out,
-                    "  {} {}  {}",
+                    "  {} {}{}",
                     paint.yellow("changed"),
                     p.path,
-                    paint.dim(&format!(
-                        "({} in A, {} in B)",
-                        label(true, a.layer),
-                        label(false, b.layer)
+                    paint.dim(&provenance(
+                        Some(label(true, a.layer)),
+                        Some(label(false, b.layer))
                     ))
                 )?;
                 for c in &p.changes {

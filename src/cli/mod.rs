@@ -2,6 +2,7 @@
 //! that prints. Stdout carries data only; messages go to stderr.
 
 mod build;
+mod check;
 mod diff;
 mod image;
 mod parse;

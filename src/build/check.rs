@@ -1,0 +1,201 @@
+//! `kiln build --check`, like `nix build --check`: run a step whose output
+//! is stored again, over the very same inputs (the stored layers below
+//! it), in a fresh temporary directory, and compare the layer it makes
+//! with the stored one, file by file ([`crate::diff`]).
+//!
+//! Nothing is written to the store: the rebuilt layer goes to an
+//! uncompressed temporary file in the store's `tmp/`, deleted afterwards,
+//! and the stored output stays the step's output. Because every step is
+//! rebuilt over the *stored* layers below it, a difference belongs to the
+//! step that shows it, not to one below.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use super::{BuildError, Builder, StageState, io_err};
+use crate::diff::image::{FsReport, fs_report};
+use crate::diff::read::{self, Input, Limits};
+use crate::diff::tree::{self, CompareOptions};
+use crate::digest::{Blake3Digest, Sha256Digest};
+use crate::dockerfile::stage::Step;
+use crate::image::blob::BlobSource;
+use crate::image::layer::{LayerOptions, WalkOptions};
+use crate::image::oci::{Descriptor, media_type};
+use crate::image::{self, Compression, ImageError};
+use crate::plan::PlannedStep;
+use crate::store::Output;
+
+/// One step rebuilt and compared with its stored output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepCheck {
+    /// The stage's name or `#index`.
+    pub stage: String,
+    /// The Dockerfile line.
+    pub line: usize,
+    /// `RUN`, `COPY`, ...
+    pub keyword: &'static str,
+    /// The step derivation.
+    pub derivation: Blake3Digest,
+    /// The stored layer's diff_id (`None`: the step stored no layer).
+    pub stored: Option<Sha256Digest>,
+    /// The rebuilt layer's diff_id.
+    pub rebuilt: Option<Sha256Digest>,
+    /// How the two layers differ, file by file, when they do.
+    pub diff: Option<FsReport>,
+}
+
+impl StepCheck {
+    /// Whether the rebuild gave the stored layer bit for bit.
+    pub fn reproducible(&self) -> bool {
+        self.stored == self.rebuilt
+    }
+}
+
+/// A single file as a blob source (the rebuilt layer).
+struct FileBlob {
+    digest: Sha256Digest,
+    path: PathBuf,
+}
+
+impl BlobSource for FileBlob {
+    fn open_blob(&self, digest: &Sha256Digest) -> Result<Box<dyn Read + '_>, ImageError> {
+        if *digest != self.digest {
+            return Err(ImageError::MissingBlob { digest: *digest });
+        }
+        let f = std::fs::File::open(&self.path).map_err(|e| ImageError::read(&self.path, e))?;
+        Ok(Box::new(std::io::BufReader::with_capacity(256 * 1024, f)))
+    }
+}
+
+/// Rebuilds one stored step and records how it compares; returns the
+/// stored output, on which the build goes on.
+pub(super) fn rebuild(
+    b: &Builder<'_>,
+    state: &StageState,
+    pstep: &PlannedStep,
+    estep: &Step,
+    hash: &Blake3Digest,
+    done: &std::collections::BTreeMap<usize, StageState>,
+    stored: Output,
+) -> Result<(Output, bool), BuildError> {
+    let line = pstep.span.start;
+    let upper = b.store.tmp_dir()?;
+    let mut log = Vec::new();
+    b.produce(state, pstep, estep, upper.path(), &mut log, done)
+        .map_err(|e| match e {
+            BuildError::Step { .. } => e,
+            other => BuildError::Step {
+                line,
+                message: super::error_chain(&other),
+            },
+        })?;
+    let empty = std::fs::read_dir(upper.path())
+        .map_err(io_err("read", upper.path()))?
+        .next()
+        .is_none();
+    let tmp = b.store.tmp_dir()?;
+    let layer_file = tmp.path().join("rebuilt.tar");
+    let rebuilt = if empty {
+        None
+    } else {
+        let file = std::fs::File::create(&layer_file).map_err(io_err("create", &layer_file))?;
+        let (info, _) = image::layer::write_dir_layer(
+            upper.path(),
+            &WalkOptions {
+                id_offset: b.offset_if_root(),
+                overlay: true,
+            },
+            LayerOptions {
+                compression: Compression::None,
+                source_date_epoch: b.options.source_date_epoch,
+            },
+            file,
+        )?;
+        Some(info)
+    };
+    let stored_layer = stored.layers.first();
+    let mut check = StepCheck {
+        stage: String::new(),
+        line,
+        keyword: pstep.keyword,
+        derivation: *hash,
+        stored: stored_layer.map(|l| l.diff_id),
+        rebuilt: rebuilt.as_ref().map(|i| i.diff_id),
+        diff: None,
+    };
+    if !check.reproducible() {
+        check.diff = Some(compare(
+            b,
+            &stored,
+            rebuilt.as_ref(),
+            &layer_file,
+            tmp.path(),
+        )?);
+    }
+    b.checks
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(check);
+    Ok((stored, false))
+}
+
+/// The stored layer against the rebuilt one, entry by entry (whiteouts
+/// kept as entries: both are one step's changes, not filesystems).
+fn compare(
+    b: &Builder<'_>,
+    stored: &Output,
+    rebuilt: Option<&image::LayerInfo>,
+    layer_file: &Path,
+    spool: &Path,
+) -> Result<FsReport, BuildError> {
+    let store_blobs = super::StoreBlobs { store: b.store };
+    let stored_input = match stored.layers.first() {
+        Some(layer) => {
+            let path = b
+                .store
+                .blob_path(&layer.blob)?
+                .ok_or(ImageError::MissingBlob { digest: layer.blob })?;
+            let size = std::fs::metadata(&path)
+                .map_err(io_err("read", &path))?
+                .len();
+            Input {
+                image: "the stored output".into(),
+                source: &store_blobs,
+                layers: vec![Descriptor::new(media_type::LAYER_GZIP, layer.blob, size)],
+                diff_ids: vec![layer.diff_id],
+                raw: true,
+            }
+        }
+        None => Input {
+            image: "the stored output".into(),
+            source: &store_blobs,
+            layers: Vec::new(),
+            diff_ids: Vec::new(),
+            raw: true,
+        },
+    };
+    let file_blob = FileBlob {
+        digest: rebuilt.map_or(Sha256Digest::from_bytes([0; 32]), |i| i.digest),
+        path: layer_file.to_path_buf(),
+    };
+    let rebuilt_input = Input {
+        image: "the rebuilt output".into(),
+        source: &file_blob,
+        layers: rebuilt
+            .map(|i| vec![Descriptor::new(media_type::LAYER, i.digest, i.size)])
+            .unwrap_or_default(),
+        diff_ids: rebuilt.map(|i| vec![i.diff_id]).unwrap_or_default(),
+        raw: true,
+    };
+    let mut outcome = read::read_pair(&stored_input, &rebuilt_input, spool, Limits::default())
+        .map_err(|e| BuildError::Step {
+            line: 0,
+            message: super::error_chain(&e),
+        })?;
+    let mut paths = tree::compare(&outcome.a.tree, &outcome.b.tree, CompareOptions::default());
+    outcome.fill(&mut paths).map_err(|e| BuildError::Step {
+        line: 0,
+        message: super::error_chain(&e),
+    })?;
+    Ok(fs_report(paths, true))
+}

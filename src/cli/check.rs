@@ -1,0 +1,125 @@
+//! `kiln build --check`: after the build, every step is built again over
+//! its stored inputs and compared with its stored output (see
+//! [`crate::build::check`]). The report goes to stderr with the progress;
+//! stdout still ends with the image digest. Exit 1 when a step is not
+//! reproducible.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use super::diff::{Paint, render_paths};
+use super::plan::Planned;
+use crate::build::{self, Built, Event, StepCheck};
+use crate::store::Store;
+
+#[expect(clippy::print_stderr, reason = "cli is the only module that prints")]
+fn progress(event: Event) {
+    if let Event::Step {
+        stage,
+        line,
+        keyword,
+        seconds,
+        ..
+    } = &event
+    {
+        eprintln!("  {stage} line {line} {keyword} rebuilt {seconds:.2}s");
+    }
+}
+
+fn step_name(planned: &Planned, check: &StepCheck) -> String {
+    planned
+        .plan
+        .derivations()
+        .find(|d| d.hash == check.derivation)
+        .map_or_else(|| check.keyword.to_owned(), |d| d.name.clone())
+}
+
+pub(super) fn run(
+    store: &Store,
+    planned: &Planned,
+    options: &build::Options,
+    file: &Path,
+    first: &Built,
+) -> anyhow::Result<ExitCode> {
+    let steps = planned
+        .plan
+        .stages
+        .iter()
+        .flat_map(|s| &s.steps)
+        .filter(|s| s.derivation.is_some())
+        .count();
+    #[expect(clippy::print_stderr, reason = "cli prints")]
+    {
+        eprintln!("check: building {steps} steps again over their stored inputs");
+    }
+    let checked = build::build(
+        store,
+        &planned.evaluation,
+        &planned.plan,
+        options,
+        &progress,
+    )
+    .map_err(|e| match e {
+        build::BuildError::Step { line, message } if line > 0 => anyhow::Error::new(
+            super::FileError::new(file, crate::dockerfile::ParseError::at(line, message)),
+        ),
+        other => anyhow::Error::new(other),
+    })?;
+    let paint = Paint::new("never");
+    let mut err = std::io::stderr().lock();
+    let bad: Vec<&StepCheck> = checked
+        .checks
+        .iter()
+        .filter(|c| !c.reproducible())
+        .collect();
+    for c in &bad {
+        writeln!(
+            err,
+            "check: {}:{} {} is not reproducible (stage {}, derivation {})",
+            file.display(),
+            c.line,
+            step_name(planned, c),
+            c.stage,
+            c.derivation
+        )?;
+        let show = |d: Option<crate::digest::Sha256Digest>| {
+            d.map_or_else(|| "no layer".to_owned(), |d| d.to_string())
+        };
+        writeln!(
+            err,
+            "  stored layer {}, rebuilt layer {} (A: stored, B: rebuilt)",
+            show(c.stored),
+            show(c.rebuilt)
+        )?;
+        if let Some(diff) = &c.diff {
+            if diff.paths.is_empty() {
+                writeln!(err, "  the same entries, written differently")?;
+            }
+            let label = |_: bool, _: usize| String::new();
+            render_paths(&mut err, &diff.paths, &label, &paint)?;
+        }
+    }
+    let total = checked.checks.len();
+    if bad.is_empty() {
+        writeln!(err, "check: all {total} steps are reproducible")?;
+    } else {
+        let lines: Vec<String> = bad
+            .iter()
+            .map(|c| format!("line {} ({})", c.line, c.keyword))
+            .collect();
+        writeln!(
+            err,
+            "check: {} of {total} steps reproducible; not reproducible: {}",
+            total - bad.len(),
+            lines.join(", ")
+        )?;
+    }
+    drop(err);
+    writeln!(std::io::stdout().lock(), "{}", first.manifest)?;
+    Ok(if bad.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
