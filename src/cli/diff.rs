@@ -492,6 +492,7 @@ fn render_image(
                 Some("only compression differs (same uncompressed layers)")
             }
             LayerVerdict::LayeringOnly => Some("only layering differs (same merged filesystem)"),
+            LayerVerdict::IgnoredOnly => None,
             LayerVerdict::Different => Some("different"),
         };
         if let Some(v) = verdict {
@@ -536,7 +537,12 @@ fn render_image(
         if !r.config.is_empty() {
             what.push(format!("config ({} fields)", r.config.len()));
         }
-        if !options.semantic && r.layers.verdict != LayerVerdict::Identical {
+        if !options.semantic
+            && !matches!(
+                r.layers.verdict,
+                LayerVerdict::Identical | LayerVerdict::IgnoredOnly
+            )
+        {
             what.push("layers".to_owned());
         }
         if !fs.paths.is_empty() {

@@ -86,6 +86,10 @@ pub enum LayerVerdict {
     CompressionOnly,
     /// Different layers, the same merged filesystem.
     LayeringOnly,
+    /// Different layers whose filesystems differ only in what the
+    /// options ignore (timestamps, which path of a hard-link group holds
+    /// the content).
+    IgnoredOnly,
     /// Different filesystems.
     Different,
 }
@@ -349,6 +353,7 @@ pub fn diff(
         r.manifest.layers.iter().map(|d| d.digest).collect()
     };
     let same_blobs = blobs(&ra) == blobs(&rb);
+    let mut strict_same = true;
     let mut filesystem = FsReport {
         added: 0,
         removed: 0,
@@ -359,14 +364,16 @@ pub fn diff(
     if !same_blobs {
         let (ia, ib) = (input(a, &ra), input(b, &rb));
         let mut outcome = read::read_pair(&ia, &ib, spool_dir, limits)?;
-        let mut paths = tree::compare(
-            &outcome.a.tree,
-            &outcome.b.tree,
-            CompareOptions {
-                ignore_mtime: options.no_timestamps(),
-                follow_hardlinks: options.semantic,
-            },
-        );
+        let chosen = CompareOptions {
+            ignore_mtime: options.no_timestamps(),
+            follow_hardlinks: options.semantic,
+        };
+        let mut paths = tree::compare(&outcome.a.tree, &outcome.b.tree, chosen);
+        strict_same = if chosen == CompareOptions::default() {
+            paths.is_empty()
+        } else {
+            tree::compare(&outcome.a.tree, &outcome.b.tree, CompareOptions::default()).is_empty()
+        };
         outcome.fill(&mut paths)?;
         for (summary, side) in [(&mut sa, &outcome.a), (&mut sb, &outcome.b)] {
             for (layer, read) in summary.layers.iter_mut().zip(&side.layers) {
@@ -382,8 +389,10 @@ pub fn diff(
         LayerVerdict::Identical
     } else if diff_ids(&ra) == diff_ids(&rb) {
         LayerVerdict::CompressionOnly
-    } else if filesystem.paths.is_empty() {
+    } else if filesystem.paths.is_empty() && strict_same {
         LayerVerdict::LayeringOnly
+    } else if filesystem.paths.is_empty() {
+        LayerVerdict::IgnoredOnly
     } else {
         LayerVerdict::Different
     };
@@ -410,7 +419,13 @@ pub fn diff(
         }
     }
 
-    let layers_same = options.semantic || verdict == LayerVerdict::Identical;
+    // Layers that differ only in what is ignored make the diff_ids differ
+    // for the same reason: that is not a difference either.
+    if verdict == LayerVerdict::IgnoredOnly {
+        config.retain(|c| !c.path.starts_with("rootfs.diff_ids"));
+    }
+    let layers_same =
+        options.semantic || matches!(verdict, LayerVerdict::Identical | LayerVerdict::IgnoredOnly);
     let same = index.is_empty()
         && manifest.is_empty()
         && config.is_empty()
@@ -485,8 +500,8 @@ fn layer_changes(a: &[LayerSummary], b: &[LayerSummary], verdict: LayerVerdict) 
                 }
             }
         }
-        LayerVerdict::LayeringOnly | LayerVerdict::Different => {
-            if verdict == LayerVerdict::LayeringOnly {
+        LayerVerdict::LayeringOnly | LayerVerdict::IgnoredOnly | LayerVerdict::Different => {
+            if verdict == LayerVerdict::LayeringOnly && a.len() != b.len() {
                 out.push(format!(
                     "the same filesystem, split into {} layer{} in A and {} layer{} in B",
                     a.len(),
@@ -494,6 +509,11 @@ fn layer_changes(a: &[LayerSummary], b: &[LayerSummary], verdict: LayerVerdict) 
                     b.len(),
                     if b.len() == 1 { "" } else { "s" },
                 ));
+            } else if verdict == LayerVerdict::LayeringOnly {
+                out.push(
+                    "the same filesystem in as many layers, split or written differently (entry order, tar form)"
+                        .into(),
+                );
             }
             for i in 0..a.len().max(b.len()) {
                 let line = match (a.get(i), b.get(i)) {

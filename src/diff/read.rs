@@ -8,6 +8,11 @@
 //! comparing thread, so memory never holds more than a few chunks of
 //! content per image, whatever the image's size.
 //!
+//! Layers are read top first, so the first version of a path that an
+//! image sends is its final one; entries a higher layer replaced, deleted
+//! or hid are recognised from their header and their content skipped
+//! ([`Tree::place`]). Only final versions are ever compared.
+//!
 //! Alignment: the comparing thread advances the image whose next entry
 //! comes first in path order (within the same layer position when both
 //! images have as many layers, else across layers), so two builds of one
@@ -23,9 +28,8 @@
 //! per image, so that the other image's version, when it comes, can be
 //! compared against it. Identical contents are spooled once. When the
 //! other image has finished, nothing is spooled. A comparison that could
-//! only cover a spooled prefix says so (`compared`), and one whose
-//! earlier version was neither compared nor spooled (a file overwritten in
-//! a later layer of one image only) reports digests and sizes alone.
+//! only cover a spooled prefix says so (`compared`); when the spool limit
+//! was reached, digests and sizes are all that is reported.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -39,7 +43,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::DiffError;
 use super::content::{self, ContentDiff, TEXT_CAP};
-use super::tree::{Kind, PathDiff, Tree};
+use super::tree::{Kind, PathDiff, Placement, Tree};
 use crate::digest::Sha256Digest;
 use crate::image::ImageError;
 use crate::image::blob::{BlobSource, open_verified};
@@ -162,7 +166,9 @@ fn compression_name(c: Compression) -> &'static str {
 
 /// The reading thread of one image.
 fn read_layers(input: &Input<'_>, tx: &SyncSender<Msg>) -> Result<(), DiffError> {
-    for (index, desc) in input.layers.iter().enumerate() {
+    // Top layer first: the first version of a path met is its final one
+    // (see [`Tree`]).
+    for (index, desc) in input.layers.iter().enumerate().rev() {
         let layer_err = |source: ImageError| DiffError::Layer {
             image: input.image.clone(),
             digest: desc.digest,
@@ -308,6 +314,7 @@ impl Spool {
 struct Current {
     layer: usize,
     header: TarHeader,
+    /// Its final path (see [`Tree::place`]).
     path: Vec<u8>,
 }
 
@@ -329,15 +336,25 @@ impl Cursor<'_> {
         while !self.done && self.current.is_none() {
             match self.rx.recv() {
                 Ok(Msg::Entry { layer, header }) => {
-                    let path = super::tree::normalize(&header.name)
+                    let placed = self
+                        .tree
+                        .place(&header, layer)
                         .map_err(|reason| self.entry_error(layer, &header, reason))?;
-                    self.current = Some(Current {
-                        layer,
-                        header,
-                        path,
-                    });
+                    match placed {
+                        Placement::Final(path) => {
+                            self.current = Some(Current {
+                                layer,
+                                header,
+                                path,
+                            });
+                        }
+                        // Shadowed by a higher layer (or a marker): its
+                        // content is not part of the filesystem.
+                        Placement::Skip => while self.chunk()?.is_ok() {},
+                    }
                 }
-                Ok(Msg::Layer(read)) => self.layers.push(read),
+                // Layers arrive top first.
+                Ok(Msg::Layer(read)) => self.layers.insert(0, read),
                 Ok(Msg::Failed(e)) => return Err(e),
                 Ok(Msg::Chunk(_) | Msg::End(_)) => {
                     return Err(DiffError::Reader {
@@ -387,7 +404,7 @@ impl Cursor<'_> {
     fn apply(&mut self, digest: [u8; 32]) -> Result<(), DiffError> {
         let cur = self.current.take().expect("an entry is current");
         self.tree
-            .apply(&cur.header, cur.layer, digest)
+            .insert(cur.path, &cur.header, cur.layer, digest)
             .map_err(|reason| self.entry_error(cur.layer, &cur.header, reason))?;
         Ok(())
     }
@@ -444,7 +461,8 @@ pub fn read_pair(
                 (None, None) => break,
                 (Some(_), None) => std::cmp::Ordering::Less,
                 (None, Some(_)) => std::cmp::Ordering::Greater,
-                (Some(x), Some(y)) if aligned => (x.layer, &x.path).cmp(&(y.layer, &y.path)),
+                // Layers go top first: a higher layer comes earlier.
+                (Some(x), Some(y)) if aligned => (y.layer, &x.path).cmp(&(x.layer, &y.path)),
                 (Some(x), Some(y)) => x.path.cmp(&y.path),
             };
             match order {
@@ -777,7 +795,7 @@ impl Outcome {
                     digest_a: hex::encode(da),
                     digest_b: hex::encode(db),
                     note: Some(
-                        "the two versions did not meet while the images were read (one was replaced in a later layer, or the spool limit was reached): digests and sizes only"
+                        "the two versions did not meet while the images were read and the spool limit was reached: digests and sizes only"
                             .into(),
                     ),
                     ..ContentDiff::default()

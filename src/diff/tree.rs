@@ -98,11 +98,40 @@ pub struct Node {
 
 /// A filesystem built from layers, keyed by normalised path bytes
 /// (no leading `/`, no trailing `/`).
+///
+/// Layers are applied top first ([`Tree::place`], then [`Tree::insert`]):
+/// the first version of a path met is its final one, and an entry that a
+/// higher layer replaced, deleted (whiteout), or hid (opaque directory,
+/// or a non-directory over a directory) is recognised as shadowed before
+/// its content is read, so only final contents are ever compared.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Tree {
     /// The paths.
     pub nodes: BTreeMap<Vec<u8>, Node>,
+    /// Deletions and opaque directories from the layers applied so far.
+    hidden: BTreeMap<Vec<u8>, Hide>,
     raw: bool,
+}
+
+/// What higher layers hid at a path.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Hide {
+    /// A whiteout in this layer deleted the path (and what is below it)
+    /// from the layers below.
+    deleted: Option<usize>,
+    /// An opaque marker in this layer hid the directory's contents in the
+    /// layers below.
+    opaque: Option<usize>,
+}
+
+/// What an entry is to the tree, before its content is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placement {
+    /// The final version of this path.
+    Final(Vec<u8>),
+    /// Replaced, deleted or hidden by a higher layer (or the root itself,
+    /// or a marker, which [`Tree::place`] has recorded).
+    Skip,
 }
 
 /// Cleans an entry name: strips leading `/` and `./`, `.` components and
@@ -160,6 +189,7 @@ impl Tree {
     pub fn new(raw: bool) -> Self {
         Tree {
             nodes: BTreeMap::new(),
+            hidden: BTreeMap::new(),
             raw,
         }
     }
@@ -169,21 +199,83 @@ impl Tree {
         self.nodes.get(path)
     }
 
-    /// Applies one entry of `layer`; `digest` is the sha256 of a regular
-    /// file's content. Returns the path it set (`None` for the root,
-    /// markers and ignored entries).
-    pub fn apply(
+    /// Decides what an entry of `layer` is, layers being applied from the
+    /// top down (and entries within a layer in order). Whiteouts and
+    /// opaque markers are recorded here.
+    pub fn place(&mut self, h: &TarHeader, layer: usize) -> Result<Placement, String> {
+        let path = normalize(&h.name)?;
+        if path.is_empty() {
+            return Ok(Placement::Skip);
+        }
+        if self.raw {
+            return Ok(Placement::Final(path));
+        }
+        if let Some(m) = marker(&path) {
+            match m {
+                Marker::Whiteout(victim) => {
+                    if !self.hidden_at(&victim, layer) {
+                        let e = self.hidden.entry(victim).or_default();
+                        e.deleted.get_or_insert(layer);
+                    }
+                }
+                Marker::Opaque(dir) => {
+                    let dir = dir.to_vec();
+                    if !self.hidden_at(&dir, layer) {
+                        let e = self.hidden.entry(dir).or_default();
+                        e.opaque.get_or_insert(layer);
+                    }
+                }
+                Marker::Meta => {}
+            }
+            return Ok(Placement::Skip);
+        }
+        if self.nodes.get(&path).is_some_and(|n| n.layer > layer) {
+            // A higher layer has its final version.
+            return Ok(Placement::Skip);
+        }
+        if self.hidden_at(&path, layer) {
+            return Ok(Placement::Skip);
+        }
+        Ok(Placement::Final(path))
+    }
+
+    /// Whether a layer above `layer` deleted `path` or hid it below an
+    /// opaque directory or a non-directory.
+    fn hidden_at(&self, path: &[u8], layer: usize) -> bool {
+        let above = |l: Option<usize>| l.is_some_and(|l| l > layer);
+        if self.hidden.get(path).is_some_and(|h| above(h.deleted)) {
+            return true;
+        }
+        let mut end = path.len();
+        while let Some(i) = path[..end].iter().rposition(|&b| b == b'/') {
+            let ancestor = &path[..i];
+            if let Some(h) = self.hidden.get(ancestor)
+                && (above(h.deleted) || above(h.opaque))
+            {
+                return true;
+            }
+            if let Some(n) = self.nodes.get(ancestor)
+                && n.layer > layer
+                && n.kind != Kind::Dir
+            {
+                return true;
+            }
+            end = i;
+        }
+        false
+    }
+
+    /// Records the final version of `path` (from [`Tree::place`]);
+    /// `digest` is the sha256 of a regular file's content.
+    pub fn insert(
         &mut self,
+        path: Vec<u8>,
         h: &TarHeader,
         layer: usize,
         digest: [u8; 32],
-    ) -> Result<Option<Vec<u8>>, String> {
-        let path = normalize(&h.name)?;
-        if path.is_empty() {
-            return Ok(None);
-        }
-        let node = |kind: Kind| Node {
-            kind,
+    ) -> Result<(), String> {
+        let mut node = Node {
+            kind: Kind::Fifo,
             mode: h.mode & 0o7777,
             uid: h.uid,
             gid: h.gid,
@@ -191,35 +283,20 @@ impl Tree {
             xattrs: h.xattrs.clone(),
             layer,
         };
-        if let Some(m) = marker(&path) {
-            if self.raw {
-                let kind = match m {
-                    Marker::Opaque(_) => Kind::Opaque,
-                    _ => Kind::Whiteout,
-                };
-                let mut n = node(kind);
-                // One fixed form for markers, as kiln writes them.
-                (n.mode, n.uid, n.gid) = (0, 0, 0);
-                n.xattrs.clear();
-                self.nodes.insert(path.clone(), n);
-                return Ok(Some(path));
-            }
-            match m {
-                Marker::Whiteout(victim) => {
-                    if self.nodes.get(&victim).is_some_and(|n| n.layer < layer) {
-                        self.nodes.remove(&victim);
-                    }
-                    self.remove_below(&victim, layer);
-                }
-                Marker::Opaque(dir) => {
-                    let dir = dir.to_vec();
-                    self.remove_below(&dir, layer);
-                }
-                Marker::Meta => {}
-            }
-            return Ok(None);
+        if self.raw
+            && let Some(m) = marker(&path)
+        {
+            node.kind = match m {
+                Marker::Opaque(_) => Kind::Opaque,
+                _ => Kind::Whiteout,
+            };
+            // One fixed form for markers, as kiln writes them.
+            (node.mode, node.uid, node.gid) = (0, 0, 0);
+            node.xattrs.clear();
+            self.nodes.insert(path, node);
+            return Ok(());
         }
-        let kind = match h.typeflag {
+        node.kind = match h.typeflag {
             typeflag::FILE => Kind::File {
                 size: h.size,
                 digest,
@@ -240,30 +317,33 @@ impl Tree {
             typeflag::FIFO => Kind::Fifo,
             other => return Err(format!("unsupported entry type `{}`", other.escape_ascii())),
         };
-        // A non-directory replaces a directory and everything below it.
-        if kind != Kind::Dir {
-            self.remove_below(&path, usize::MAX);
+        // Within one layer a later entry for a path wins, and a
+        // non-directory drops what the same layer put below it.
+        if node.kind != Kind::Dir {
+            let mut lo = path.clone();
+            lo.push(b'/');
+            let doomed: Vec<Vec<u8>> = self
+                .nodes
+                .range(lo.clone()..)
+                .take_while(|(k, _)| k.starts_with(&lo))
+                .filter(|(_, n)| n.layer == layer)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in doomed {
+                self.nodes.remove(&k);
+            }
         }
-        self.nodes.insert(path.clone(), node(kind));
-        Ok(Some(path))
+        self.nodes.insert(path, node);
+        Ok(())
     }
 
-    /// Removes the nodes strictly below `dir` set by layers before `layer`.
-    fn remove_below(&mut self, dir: &[u8], layer: usize) {
-        let mut lo = dir.to_vec();
-        if !lo.is_empty() {
-            lo.push(b'/');
+    /// [`Tree::place`] and [`Tree::insert`] at once, for an entry whose
+    /// digest is known.
+    pub fn apply(&mut self, h: &TarHeader, layer: usize, digest: [u8; 32]) -> Result<(), String> {
+        if let Placement::Final(path) = self.place(h, layer)? {
+            self.insert(path, h, layer, digest)?;
         }
-        let doomed: Vec<Vec<u8>> = self
-            .nodes
-            .range(lo.clone()..)
-            .take_while(|(k, _)| k.starts_with(&lo))
-            .filter(|(_, n)| n.layer < layer)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in doomed {
-            self.nodes.remove(&k);
-        }
+        Ok(())
     }
 
     /// The node a path stands for when hard links are followed (a hard
@@ -555,33 +635,59 @@ mod tests {
         t.nodes.keys().map(|k| lossy(k)).collect()
     }
 
+    /// Applies `layers` (base first) the way the reader does: top first.
+    fn merged(layers: &[&[(&str, u8)]]) -> Tree {
+        let mut t = Tree::new(false);
+        for (i, layer) in layers.iter().enumerate().rev() {
+            for (name, flag) in *layer {
+                t.apply(&h(name, *flag), i, [i as u8; 32]).unwrap();
+            }
+        }
+        t
+    }
+
     #[test]
     fn whiteouts_and_opaque_dirs_hide_lower_layers_only() {
-        let mut t = Tree::new(false);
-        for name in ["./", "a/", "a/x", "a/y", "b/", "b/z", "c"] {
-            let flag = if name.ends_with('/') {
-                typeflag::DIR
-            } else {
-                typeflag::FILE
-            };
-            t.apply(&h(name, flag), 0, [0; 32]).unwrap();
-        }
-        t.apply(&h("a/new", typeflag::FILE), 1, [0; 32]).unwrap();
-        t.apply(&h("a/.wh..wh..opq", typeflag::FILE), 1, [0; 32])
-            .unwrap();
-        t.apply(&h("b/.wh.z", typeflag::FILE), 1, [0; 32]).unwrap();
-        t.apply(&h(".wh.c", typeflag::FILE), 1, [0; 32]).unwrap();
-        t.apply(&h("a/.wh..wh.plnk", typeflag::FILE), 1, [0; 32])
-            .unwrap();
+        let (d, f) = (typeflag::DIR, typeflag::FILE);
+        let t = merged(&[
+            &[
+                ("./", d),
+                ("a/", d),
+                ("a/x", f),
+                ("a/y", f),
+                ("b/", d),
+                ("b/z", f),
+                ("c", f),
+            ],
+            &[
+                ("a/new", f),
+                ("a/.wh..wh..opq", f),
+                ("b/.wh.z", f),
+                (".wh.c", f),
+                ("a/.wh..wh.plnk", f),
+            ],
+        ]);
         assert_eq!(paths(&t), ["a", "a/new", "b"]);
+        // `a` comes from the base layer, `a/new` from the top.
+        assert_eq!(t.get(b"a/new").unwrap().layer, 1);
+    }
+
+    #[test]
+    fn the_top_version_wins_and_a_deleted_dir_stays_empty_below_a_new_one() {
+        let (d, f) = (typeflag::DIR, typeflag::FILE);
+        let t = merged(&[
+            &[("v/", d), ("v/x", f), ("keep", f)],
+            &[(".wh.v", f), ("keep", f)],
+            &[("v/", d), ("v/y", f)],
+        ]);
+        assert_eq!(paths(&t), ["keep", "v", "v/y"]);
+        assert_eq!(t.get(b"keep").unwrap().layer, 1);
     }
 
     #[test]
     fn a_file_replaces_a_directory_and_its_contents() {
-        let mut t = Tree::new(false);
-        t.apply(&h("d/", typeflag::DIR), 0, [0; 32]).unwrap();
-        t.apply(&h("d/f", typeflag::FILE), 0, [0; 32]).unwrap();
-        t.apply(&h("d", typeflag::FILE), 1, [0; 32]).unwrap();
+        let (d, f) = (typeflag::DIR, typeflag::FILE);
+        let t = merged(&[&[("d/", d), ("d/f", f)], &[("d", f)]]);
         assert_eq!(paths(&t), ["d"]);
     }
 
