@@ -131,7 +131,7 @@ const BASE: &[(&str, &[u8], u32, i64)] = &[
 ];
 
 /// 70,000 bytes of a binary (with NUL bytes).
-const TOOL: [u8; 70_000] = {
+static TOOL: [u8; 70_000] = {
     let mut out = [0u8; 70_000];
     let mut i = 0;
     while i < out.len() {

@@ -322,9 +322,8 @@ impl Walk<'_> {
         );
         if ia != ib {
             let mut fields = Vec::new();
-            match (serde_json::from_str(ia), serde_json::from_str(ib)) {
-                (Ok(va), Ok(vb)) => json::diff(&va, &vb, "", &[], &mut fields),
-                _ => {}
+            if let (Ok(va), Ok(vb)) = (serde_json::from_str(ia), serde_json::from_str(ib)) {
+                json::diff(&va, &vb, "", &[], &mut fields);
             }
             out.inputs.push(InputChange::Instruction {
                 a: ia.to_owned(),

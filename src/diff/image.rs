@@ -156,7 +156,7 @@ struct Resolved {
 fn resolve(side: &Side<'_>, options: &Options) -> Result<Resolved, DiffError> {
     let err = |source: ImageError| DiffError::Image {
         image: side.label.clone(),
-        source,
+        source: Box::new(source),
     };
     let mut desc = side.top.clone();
     let mut index = None;

@@ -78,7 +78,7 @@ pub enum DiffError {
         image: String,
         /// Why.
         #[source]
-        source: ImageError,
+        source: Box<ImageError>,
     },
     /// A layer could not be read or did not verify.
     #[error("failed to read layer {digest} of image {image}")]
@@ -89,7 +89,7 @@ pub enum DiffError {
         digest: Sha256Digest,
         /// Why.
         #[source]
-        source: ImageError,
+        source: Box<ImageError>,
     },
     /// A layer holds an entry kiln cannot place in a filesystem.
     #[error("invalid entry `{entry}` in layer {digest} of image {image}: {reason}")]

@@ -172,7 +172,7 @@ fn read_layers(input: &Input<'_>, tx: &SyncSender<Msg>) -> Result<(), DiffError>
         let layer_err = |source: ImageError| DiffError::Layer {
             image: input.image.clone(),
             digest: desc.digest,
-            source,
+            source: Box::new(source),
         };
         let raw = open_verified(input.source, desc).map_err(layer_err)?;
         let mut buffered = io::BufReader::with_capacity(CHUNK, raw);
