@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 # Debian packages the tests drive for real.
 #   nix-bin: `nix-instantiate --parse flake.nix`
 #   busybox-static: /bin/busybox, the sandbox tests' root filesystem and the project-made busybox image
-#   skopeo, umoci, podman: accept the layouts and archives kiln writes (tests/image.rs)
+#   skopeo, umoci, podman: accept the layouts and archives kiln writes (tests/image.rs); make the images kiln diff compares (tests/diff.rs)
 #   mmdebstrap, golang-go: the Debian Go base image of examples/go-server (tests/build.rs)
 packages=(nix-bin busybox-static skopeo umoci podman mmdebstrap golang-go)
 tools=(nix-instantiate /bin/busybox skopeo umoci podman mmdebstrap go)
