@@ -285,7 +285,8 @@ impl DockerArchive {
     }
 
     /// An entry's config: its bytes, digest (checked against the file name
-    /// when that is a digest) and parsed form.
+    /// when that is a digest) and parsed form, its diff_ids checked to be
+    /// as many as the entry's layers.
     fn read_config(
         &self,
         entry: &ArchiveManifest,
@@ -309,6 +310,13 @@ impl DockerArchive {
         }
         let config: ImageConfig = serde_json::from_slice(&config_bytes)
             .map_err(|e| ImageError::json(format!("config `{}`", entry.config), e))?;
+        if config.rootfs.diff_ids.len() != entry.layers.len() {
+            return Err(ImageError::SizeMismatch {
+                what: format!("layer list of {} against its config", self.path.display()),
+                expected: config.rootfs.diff_ids.len() as u64,
+                found: entry.layers.len() as u64,
+            });
+        }
         Ok((config_bytes, config_digest, config))
     }
 
@@ -321,13 +329,6 @@ impl DockerArchive {
     pub fn image_source(&self, tag: Option<&str>) -> Result<ArchiveImage<'_>, ImageError> {
         let entry = self.entry(tag)?;
         let (config_bytes, config_digest, config) = self.read_config(entry)?;
-        if config.rootfs.diff_ids.len() != entry.layers.len() {
-            return Err(ImageError::SizeMismatch {
-                what: format!("layer list of {} against its config", self.path.display()),
-                expected: config.rootfs.diff_ids.len() as u64,
-                found: entry.layers.len() as u64,
-            });
-        }
         let mut files = BTreeMap::new();
         let mut layers = Vec::new();
         for (name, diff_id) in entry.layers.iter().zip(&config.rootfs.diff_ids) {
@@ -390,13 +391,6 @@ impl DockerArchive {
     pub fn load(&self, tag: Option<&str>, sink: &dyn BlobSink) -> Result<Image, ImageError> {
         let entry = self.entry(tag)?;
         let (config_bytes, config_digest, config) = self.read_config(entry)?;
-        if config.rootfs.diff_ids.len() != entry.layers.len() {
-            return Err(ImageError::SizeMismatch {
-                what: format!("layer list of {} against its config", self.path.display()),
-                expected: config.rootfs.diff_ids.len() as u64,
-                found: entry.layers.len() as u64,
-            });
-        }
         let mut layers = Vec::new();
         for (name, diff_id) in entry.layers.iter().zip(&config.rootfs.diff_ids) {
             layers.push(self.load_layer(name, diff_id, sink)?);
