@@ -806,3 +806,98 @@ impl Outcome {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diff::tree::{self, CompareOptions, Status};
+    use crate::image::layer::{Content, Entry, EntryKind, LayerOptions, write_layer};
+    use crate::image::{BlobSink, OciLayout};
+
+    fn file(path: &str, content: &str) -> Entry {
+        Entry::new(
+            path,
+            EntryKind::File {
+                size: content.len() as u64,
+                content: Content::Bytes(content.as_bytes().to_vec()),
+            },
+        )
+    }
+
+    fn layer(layout: &OciLayout, mut entries: Vec<Entry>) -> (Descriptor, Sha256Digest) {
+        let w = layout.begin_blob().unwrap();
+        let (info, w) = write_layer(&mut entries, LayerOptions::default(), w).unwrap();
+        w.commit().unwrap();
+        (info.descriptor(), info.diff_id)
+    }
+
+    fn input<'a>(
+        layout: &'a OciLayout,
+        name: &str,
+        layers: &[(Descriptor, Sha256Digest)],
+    ) -> Input<'a> {
+        Input {
+            image: name.into(),
+            source: layout,
+            layers: layers.iter().map(|l| l.0.clone()).collect(),
+            diff_ids: layers.iter().map(|l| l.1).collect(),
+            raw: false,
+        }
+    }
+
+    #[test]
+    fn differently_split_layers_still_give_the_offset_and_text_diff_through_the_spool() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = OciLayout::create(&dir.path().join("l")).unwrap();
+        // A: the file in the base layer, another layer above it, and a
+        // deletion; B: everything in one layer.
+        let a = [
+            layer(
+                &layout,
+                vec![
+                    file("a", "1\n"),
+                    file("b", "x\ny\nz\n"),
+                    file("gone", "g\n"),
+                ],
+            ),
+            layer(
+                &layout,
+                vec![file("c", "3\n"), Entry::new("gone", EntryKind::Whiteout)],
+            ),
+        ];
+        let b = [layer(
+            &layout,
+            vec![file("a", "1\n"), file("b", "x\nY\nz\n"), file("c", "3\n")],
+        )];
+        let (ia, ib) = (input(&layout, "A", &a), input(&layout, "B", &b));
+        let mut outcome = read_pair(&ia, &ib, dir.path(), Limits::default()).unwrap();
+        assert_eq!(outcome.a.layers.len(), 2);
+        assert_eq!(outcome.a.layers[1].diff_id, a[1].1);
+        let mut paths = tree::compare(&outcome.a.tree, &outcome.b.tree, CompareOptions::default());
+        outcome.fill(&mut paths).unwrap();
+        let names: Vec<&str> = paths.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(names, ["/b"]);
+        assert_eq!(paths[0].status, Status::Changed);
+        let content = paths[0].content.as_ref().unwrap();
+        assert_eq!(content.first_difference, Some(2));
+        assert_eq!(
+            content.unified.as_deref(),
+            Some("--- a/b\n+++ b/b\n@@ -1,3 +1,3 @@\n x\n-y\n+Y\n z\n")
+        );
+    }
+
+    #[test]
+    fn a_wrong_diff_id_is_an_error_naming_the_layer() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = OciLayout::create(&dir.path().join("l")).unwrap();
+        let a = [layer(&layout, vec![file("a", "1\n")])];
+        let mut ia = input(&layout, "A", &a);
+        ia.diff_ids = vec![Sha256Digest::of(b"not it")];
+        let ib = input(&layout, "B", &a);
+        let err = read_pair(&ia, &ib, dir.path(), Limits::default()).unwrap_err();
+        assert!(
+            matches!(&err, DiffError::Layer { image, digest, .. } if image == "A" && *digest == a[0].0.digest),
+            "{err:?}"
+        );
+    }
+}
