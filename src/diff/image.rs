@@ -234,6 +234,16 @@ fn layer_summaries(r: &Resolved) -> Vec<LayerSummary> {
 
 const CREATED_ANNOTATION: &str = "org.opencontainers.image.created";
 
+/// Top-level config fields `--semantic` ignores: the layer digests, and
+/// build records that do not change how the image runs.
+const SEMANTIC_IGNORED: &[&str] = &[
+    "rootfs",
+    "container",
+    "container_config",
+    "docker_version",
+    "moby.buildkit.buildinfo.v1",
+];
+
 fn strip_created_annotation(v: &mut Value) {
     if let Some(Value::Object(ann)) = v.get_mut("annotations") {
         ann.remove(CREATED_ANNOTATION);
@@ -317,8 +327,14 @@ pub fn diff(
             if options.no_history() {
                 json::remove(&mut v, "history");
             }
-            if options.semantic {
-                json::remove(&mut v, "rootfs");
+            if options.semantic
+                && let Some(map) = v.as_object_mut()
+            {
+                // Layer digests, and what docker and BuildKit record about
+                // the build rather than the image.
+                for key in SEMANTIC_IGNORED {
+                    map.remove(*key);
+                }
             }
             v
         };
