@@ -706,9 +706,38 @@ fn build_check_names_the_file_and_step_that_are_not_reproducible() {
     // output was kept: a second check compares against the same layer.
     let digest = stdout(&out).lines().last().unwrap().to_owned();
     assert!(digest.starts_with("sha256:"));
-    let again = ctx.kiln(&["build", root.to_str().unwrap(), "--check"]);
+    let again = ctx.kiln(&[
+        "build",
+        root.to_str().unwrap(),
+        "--check",
+        "--progress",
+        "json",
+    ]);
     assert_eq!(stdout(&again).lines().last().unwrap(), digest);
     assert_eq!(again.status.code(), Some(1));
+    // With `--progress json`, one line per step checked.
+    let checks: Vec<serde_json::Value> = stderr(&again)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["event"] == "check")
+        .collect();
+    let verdicts: Vec<(u64, bool)> = checks
+        .iter()
+        .map(|c| {
+            (
+                c["line"].as_u64().unwrap(),
+                c["reproducible"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(verdicts, [(2, true), (3, true), (4, false), (5, true)]);
+    let noise = checks[2]["diff"]["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["path"] == "/noise")
+        .unwrap();
+    assert!(noise["content"]["first_difference"].is_u64(), "{noise}");
     let verify = ctx.kiln(&["store", "verify"]);
     assert!(verify.status.success(), "{}", stderr(&verify));
     let tmp: Vec<_> = std::fs::read_dir(ctx.path("store/tmp")).unwrap().collect();

@@ -26,7 +26,7 @@ use crate::plan::PlannedStep;
 use crate::store::Output;
 
 /// One step rebuilt and compared with its stored output.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct StepCheck {
     /// The stage's name or `#index`.
     pub stage: String,
@@ -41,6 +41,7 @@ pub struct StepCheck {
     /// The rebuilt layer's diff_id.
     pub rebuilt: Option<Sha256Digest>,
     /// How the two layers differ, file by file, when they do.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub diff: Option<FsReport>,
 }
 

@@ -146,7 +146,7 @@ pub(super) fn run(store_flag: Option<&Path>, args: &BuildArgs) -> anyhow::Result
     }
     if args.check {
         options.check = true;
-        return super::check::run(&store, &planned, &options, &file, &built);
+        return super::check::run(&store, &planned, &options, &file, &built, json);
     }
     let size: u64 = built.image.manifest.layers.iter().map(|l| l.size).sum();
     #[expect(clippy::print_stderr, reason = "cli prints")]

@@ -2,7 +2,8 @@
 //! its stored inputs and compared with its stored output (see
 //! [`crate::build::check`]). The report goes to stderr with the progress;
 //! stdout still ends with the image digest. Exit 1 when a step is not
-//! reproducible.
+//! reproducible. With `--progress json`, each step's result is one JSON
+//! line (`{"event":"check",...}`) instead.
 
 use std::io::Write;
 use std::path::Path;
@@ -14,16 +15,26 @@ use crate::build::{self, Built, Event, StepCheck};
 use crate::store::Store;
 
 #[expect(clippy::print_stderr, reason = "cli is the only module that prints")]
-fn progress(event: Event) {
+fn progress(json: bool, event: &Event) {
     if let Event::Step {
         stage,
         line,
         keyword,
+        derivation,
         seconds,
         ..
-    } = &event
+    } = event
     {
-        eprintln!("  {stage} line {line} {keyword} rebuilt {seconds:.2}s");
+        if json {
+            eprintln!(
+                "{}",
+                serde_json::json!({"event": "rebuilt", "stage": stage, "line": line,
+                    "instruction": keyword, "derivation": derivation.to_string(),
+                    "seconds": seconds})
+            );
+        } else {
+            eprintln!("  {stage} line {line} {keyword} rebuilt {seconds:.2}s");
+        }
     }
 }
 
@@ -41,6 +52,7 @@ pub(super) fn run(
     options: &build::Options,
     file: &Path,
     first: &Built,
+    json: bool,
 ) -> anyhow::Result<ExitCode> {
     let steps = planned
         .plan
@@ -50,16 +62,12 @@ pub(super) fn run(
         .filter(|s| s.derivation.is_some())
         .count();
     #[expect(clippy::print_stderr, reason = "cli prints")]
-    {
+    if !json {
         eprintln!("check: building {steps} steps again over their stored inputs");
     }
-    let checked = build::build(
-        store,
-        &planned.evaluation,
-        &planned.plan,
-        options,
-        &progress,
-    )
+    let checked = build::build(store, &planned.evaluation, &planned.plan, options, &|e| {
+        progress(json, &e)
+    })
     .map_err(|e| match e {
         build::BuildError::Step { line, message } if line > 0 => anyhow::Error::new(
             super::FileError::new(file, crate::dockerfile::ParseError::at(line, message)),
@@ -73,6 +81,18 @@ pub(super) fn run(
         .iter()
         .filter(|c| !c.reproducible())
         .collect();
+    if json {
+        for c in &checked.checks {
+            let mut line = serde_json::to_value(c)?;
+            line["event"] = "check".into();
+            line["name"] = step_name(planned, c).into();
+            line["reproducible"] = c.reproducible().into();
+            writeln!(err, "{line}")?;
+        }
+        drop(err);
+        writeln!(std::io::stdout().lock(), "{}", first.manifest)?;
+        return Ok(ExitCode::from(u8::from(!bad.is_empty())));
+    }
     for c in &bad {
         writeln!(
             err,
