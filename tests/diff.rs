@@ -698,8 +698,9 @@ fn build_check_names_the_file_and_step_that_are_not_reproducible() {
     assert!(err.contains("is not reproducible"), "{err}");
     assert!(err.contains("changed /noise"), "{err}");
     assert!(err.contains("first difference at byte"), "{err}");
+    assert!(err.contains("its layer is part of the image"), "{err}");
     assert!(
-        err.contains("check: 3 of 4 steps reproducible; not reproducible: line 4 (RUN)"),
+        err.contains("check: not reproducible: line 4 (RUN); 3 of 4 steps reproducible"),
         "{err}"
     );
     // The image digest is still the last line on stdout, and the stored
@@ -771,4 +772,40 @@ fn build_check_on_a_deterministic_build_reports_it_reproducible() {
         stdout(&first).lines().last(),
         "{err}"
     );
+}
+
+#[test]
+fn build_check_fails_only_for_differences_that_reach_the_image() {
+    common::require_sandbox!();
+    let ctx = Ctx::new();
+    busybox(&ctx);
+    // The builder stage writes noise next to a stable output.
+    let df = |copied: &str| {
+        format!(
+            "FROM busybox AS builder\nRUN echo stable > /out; /bin/busybox head -c 32 /dev/urandom | /bin/busybox od -x > /noise\nFROM scratch\nCOPY --from=builder {copied} /copied\n"
+        )
+    };
+    for (name, copied, code, summary) in [
+        (
+            "stable",
+            "/out",
+            0,
+            "check: the image is reproducible; 1 of 2 steps reproducible; not reproducible outside the image: line 2 (RUN)",
+        ),
+        (
+            "noisy",
+            "/noise",
+            1,
+            "check: not reproducible: line 2 (RUN); 1 of 2 steps reproducible",
+        ),
+    ] {
+        let root = ctx.path(name);
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(root.join("Dockerfile"), df(copied)).unwrap();
+        let out = ctx.kiln(&["build", root.to_str().unwrap(), "--check"]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(code), "{name}: {err}");
+        assert!(err.contains("changed /noise"), "{name}: {err}");
+        assert!(err.contains(summary), "{name}: {err}");
+    }
 }

@@ -200,3 +200,125 @@ fn compare(
     })?;
     Ok(fs_report(paths, true))
 }
+
+/// Whether what a non-reproducible step changed can reach the target
+/// image.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "reach", rename_all = "snake_case")]
+pub enum Reach {
+    /// The step's layer is one of the image's (its stage is the target or
+    /// a stage the target is built `FROM`).
+    Image,
+    /// A later step reads what changed: a `COPY --from` whose source
+    /// selects a changed path, or a `RUN --mount=from=` (taken to read
+    /// everything).
+    Read {
+        /// That step's Dockerfile line.
+        line: usize,
+        /// The source it reads (`/out/server`, or `--mount`).
+        source: String,
+    },
+    /// Nothing reads the changed paths: only the stage's own layer, which
+    /// the image does not contain, differs.
+    Unread,
+}
+
+/// Works out, from the plan alone, whether `check`'s changes reach the
+/// target image (see [`Reach`]). Reads through more than one stage are
+/// counted as reaching it.
+pub fn reach(
+    evaluation: &crate::dockerfile::stage::Evaluation,
+    plan: &crate::plan::Plan,
+    check: &StepCheck,
+) -> Reach {
+    use crate::dockerfile::instruction::Instruction;
+    use crate::dockerfile::stage::Base;
+    let stage_of = plan.stages.iter().find(|s| {
+        s.steps.iter().any(|st| {
+            st.derivation
+                .as_ref()
+                .is_some_and(|d| d.hash == check.derivation)
+        })
+    });
+    let Some(stage) = stage_of.map(|s| s.index) else {
+        return Reach::Image;
+    };
+    let base_of = |i: usize| {
+        evaluation
+            .stages
+            .iter()
+            .find(|s| s.index == i)
+            .and_then(|s| match s.base {
+                Base::Stage(b) => Some(b),
+                _ => None,
+            })
+    };
+    // The stages whose filesystem includes `i`'s layers: `i` and those
+    // built FROM it, transitively.
+    let chain_has = |mut top: usize, i: usize| loop {
+        if top == i {
+            return true;
+        }
+        match base_of(top) {
+            Some(b) => top = b,
+            None => return false,
+        }
+    };
+    if chain_has(plan.target, stage) {
+        return Reach::Image;
+    }
+    let changed: Vec<String> = check
+        .diff
+        .as_ref()
+        .map(|d| {
+            d.paths
+                .iter()
+                .map(|p| p.path.trim_start_matches('/').to_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    let selects = |source: &str| {
+        let src = crate::plan::select::clean_source(source);
+        changed.iter().any(|p| {
+            if src.is_empty() || *p == src || p.starts_with(&format!("{src}/")) {
+                return true;
+            }
+            // A pattern may name the path or one of its directories.
+            let mut cut = p.as_str();
+            loop {
+                if crate::dockerfile::glob::matches(&src, cut).unwrap_or(true) {
+                    return true;
+                }
+                match cut.rfind('/') {
+                    Some(i) => cut = &cut[..i],
+                    None => return false,
+                }
+            }
+        })
+    };
+    for estage in &evaluation.stages {
+        for step in &estage.steps {
+            if !step.from_stages.iter().any(|&y| chain_has(y, stage)) {
+                continue;
+            }
+            let line = step.instruction.span().start;
+            match &step.instruction {
+                Instruction::Copy(copy) => {
+                    if let Some(source) = copy.sources.iter().find(|s| selects(s)) {
+                        return Reach::Read {
+                            line,
+                            source: source.clone(),
+                        };
+                    }
+                }
+                _ => {
+                    return Reach::Read {
+                        line,
+                        source: "--mount".into(),
+                    };
+                }
+            }
+        }
+    }
+    Reach::Unread
+}

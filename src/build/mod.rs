@@ -30,7 +30,7 @@ use crate::sandbox::{self, IdMap, SandboxError};
 use crate::store::{Layer, Output, Store, StoreError, TreeKey};
 
 pub use blobs::StoreBlobs;
-pub use check::StepCheck;
+pub use check::{Reach, StepCheck};
 
 /// Everything that can go wrong in a build.
 #[derive(Debug, thiserror::Error)]

@@ -2,7 +2,9 @@
 //! its stored inputs and compared with its stored output (see
 //! [`crate::build::check`]). The report goes to stderr with the progress;
 //! stdout still ends with the image digest. Exit 1 when a step is not
-//! reproducible. With `--progress json`, each step's result is one JSON
+//! reproducible and what differs can reach the image (its layer is in the
+//! image, or a later step reads a changed path); a step of a stage the
+//! image only copies other paths from is reported, and does not fail. With `--progress json`, each step's result is one JSON
 //! line (`{"event":"check",...}`) instead.
 
 use std::io::Write;
@@ -11,7 +13,7 @@ use std::process::ExitCode;
 
 use super::diff::{Paint, render_paths};
 use super::plan::Planned;
-use crate::build::{self, Built, Event, StepCheck};
+use crate::build::{self, Built, Event, Reach, StepCheck};
 use crate::store::Store;
 
 #[expect(clippy::print_stderr, reason = "cli is the only module that prints")]
@@ -87,12 +89,24 @@ pub(super) fn run(
             line["event"] = "check".into();
             line["name"] = step_name(planned, c).into();
             line["reproducible"] = c.reproducible().into();
+            if !c.reproducible() {
+                line["reaches"] = serde_json::to_value(build::check::reach(
+                    &planned.evaluation,
+                    &planned.plan,
+                    c,
+                ))?;
+            }
             writeln!(err, "{line}")?;
         }
         drop(err);
         writeln!(std::io::stdout().lock(), "{}", first.manifest)?;
-        return Ok(ExitCode::from(u8::from(!bad.is_empty())));
+        let failing = bad
+            .iter()
+            .any(|c| build::check::reach(&planned.evaluation, &planned.plan, c) != Reach::Unread);
+        return Ok(ExitCode::from(u8::from(failing)));
     }
+    let mut failing = Vec::new();
+    let mut outside = Vec::new();
     for c in &bad {
         writeln!(
             err,
@@ -103,6 +117,29 @@ pub(super) fn run(
             c.stage,
             c.derivation
         )?;
+        let reach = build::check::reach(&planned.evaluation, &planned.plan, c);
+        let what = format!("line {} ({})", c.line, c.keyword);
+        match &reach {
+            Reach::Image => {
+                writeln!(err, "  its layer is part of the image")?;
+                failing.push(what);
+            }
+            Reach::Read { line, source } => {
+                writeln!(
+                    err,
+                    "  line {line} reads `{source}` from its stage: the difference can reach the image"
+                )?;
+                failing.push(what);
+            }
+            Reach::Unread => {
+                writeln!(
+                    err,
+                    "  the image does not contain its layer, and no step copies what differs from stage {}",
+                    c.stage
+                )?;
+                outside.push(what);
+            }
+        }
         let show = |d: Option<crate::digest::Sha256Digest>| {
             d.map_or_else(|| "no layer".to_owned(), |d| d.to_string())
         };
@@ -121,25 +158,30 @@ pub(super) fn run(
         }
     }
     let total = checked.checks.len();
+    let counts = format!("{} of {total} steps reproducible", total - bad.len());
     if bad.is_empty() {
         writeln!(err, "check: all {total} steps are reproducible")?;
-    } else {
-        let lines: Vec<String> = bad
-            .iter()
-            .map(|c| format!("line {} ({})", c.line, c.keyword))
-            .collect();
+    } else if failing.is_empty() {
         writeln!(
             err,
-            "check: {} of {total} steps reproducible; not reproducible: {}",
-            total - bad.len(),
-            lines.join(", ")
+            "check: the image is reproducible; {counts}; not reproducible outside the image: {}",
+            outside.join(", ")
         )?;
+    } else {
+        writeln!(
+            err,
+            "check: not reproducible: {}; {counts}",
+            failing.join(", ")
+        )?;
+        if !outside.is_empty() {
+            writeln!(
+                err,
+                "check: also not reproducible, outside the image: {}",
+                outside.join(", ")
+            )?;
+        }
     }
     drop(err);
     writeln!(std::io::stdout().lock(), "{}", first.manifest)?;
-    Ok(if bad.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(ExitCode::from(u8::from(!failing.is_empty())))
 }
