@@ -269,8 +269,10 @@ fn changed_text_content_gets_a_unified_diff_and_binary_content_the_first_offset(
         "{out}"
     );
     assert!(out.contains("first difference at byte 11"), "{out}");
-    // No colour when stdout is not a terminal.
+    // No colour when stdout is not a terminal, unless asked for.
     assert!(!out.contains('\x1b'), "{out}");
+    let (_, coloured) = ctx.diff_text(&a, &text, &["--color", "always"]);
+    assert!(coloured.contains("\x1b[32m+b = 20\x1b[0m"), "{coloured}");
 
     let (code, r) = ctx.diff_json(&a, &binary, &[]);
     assert_eq!(code, 1);

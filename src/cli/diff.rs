@@ -729,6 +729,9 @@ fn render_drv(
                 opt(a.as_ref()),
                 opt(b.as_ref()),
             ),
+            InputChange::Other { kind, name, a, b } => {
+                (format!("{kind} {name}"), opt(a.as_ref()), opt(b.as_ref()))
+            }
             InputChange::Field { name, a, b } => (name.clone(), a.clone(), b.clone()),
         };
         writeln!(

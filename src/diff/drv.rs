@@ -94,6 +94,17 @@ pub enum InputChange {
         /// In B.
         b: Option<String>,
     },
+    /// Another kind of input record (e.g. a fetch pin), by kind and name.
+    Other {
+        /// The record's kind (its first field).
+        kind: String,
+        /// Its name (its second field).
+        name: String,
+        /// The rest of it in A (absent: not an input).
+        a: Option<String>,
+        /// In B.
+        b: Option<String>,
+    },
     /// Another field (`shell`, `workdir`, `user`, `platform`,
     /// `source-date-epoch`, `kind`).
     Field {
@@ -397,8 +408,14 @@ impl Walk<'_> {
                     a: a.and_then(|v| v.first().cloned()),
                     b: b.and_then(|v| v.first().cloned()),
                 }),
-                _ => out.inputs.push(InputChange::ContextFile {
+                "context" => out.inputs.push(InputChange::ContextFile {
                     path: name.clone(),
+                    a: a.map(|v| v.join(" ")),
+                    b: b.map(|v| v.join(" ")),
+                }),
+                other => out.inputs.push(InputChange::Other {
+                    kind: other.to_owned(),
+                    name: name.clone(),
                     a: a.map(|v| v.join(" ")),
                     b: b.map(|v| v.join(" ")),
                 }),
