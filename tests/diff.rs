@@ -811,3 +811,96 @@ fn build_check_fails_only_for_differences_that_reach_the_image() {
         assert!(err.contains(summary), "{name}: {err}");
     }
 }
+
+#[test]
+fn an_image_index_is_followed_to_the_platform_and_reported() {
+    let ctx = Ctx::new();
+    let a = make(&ctx, "a", &with(&[]));
+    // Wrap image `a` in an OCI image index for linux/amd64, as `wrapped`.
+    let layout = ctx.path("fx");
+    let index_path = layout.join("index.json");
+    let mut top: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    let mut manifest = top["manifests"][0].clone();
+    manifest.as_object_mut().unwrap().remove("annotations");
+    manifest["platform"] = serde_json::json!({"architecture": "amd64", "os": "linux"});
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [manifest],
+    });
+    let bytes = serde_json::to_vec(&index).unwrap();
+    let digest = {
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(&bytes))
+    };
+    std::fs::write(layout.join("blobs/sha256").join(&digest), &bytes).unwrap();
+    top["manifests"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": format!("sha256:{digest}"),
+            "size": bytes.len(),
+            "annotations": {"org.opencontainers.image.ref.name": "wrapped"},
+        }));
+    std::fs::write(&index_path, serde_json::to_vec(&top).unwrap()).unwrap();
+
+    let (code, r) = ctx.diff_json(&a, "oci:fx:wrapped", &[]);
+    assert_eq!(code, 1);
+    // The same manifest, reached through an index: only that differs.
+    assert_eq!(r["a"]["manifest"], r["b"]["manifest"]);
+    assert_eq!(r["b"]["index"], format!("sha256:{digest}"));
+    let paths: Vec<&str> = r["index"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["index.entry.mediaType", "index"]);
+    assert!(r["config"].as_array().unwrap().is_empty());
+    let (code, _) = ctx.diff_json(&a, "oci:fx:wrapped", &["--semantic"]);
+    assert_eq!(code, 0);
+    // Another platform: an error naming what the index has.
+    let out = ctx.kiln(&["diff", &a, "oci:fx:wrapped", "--platform", "linux/arm64"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("linux/amd64"), "{}", stderr(&out));
+}
+
+#[test]
+fn plan_diff_of_two_dockerfiles_names_the_instruction_field() {
+    let ctx = Ctx::new();
+    let root = ctx.path("ctx");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("f"), "f\n").unwrap();
+    std::fs::write(
+        root.join("one.Dockerfile"),
+        "FROM scratch\nCOPY f /f\nRUN echo one\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("two.Dockerfile"),
+        "FROM scratch\nCOPY f /f\nRUN echo two\n",
+    )
+    .unwrap();
+    let (one, two) = (root.join("one.Dockerfile"), root.join("two.Dockerfile"));
+    let out = ctx.kiln(&[
+        "diff",
+        "--plan",
+        root.to_str().unwrap(),
+        root.to_str().unwrap(),
+        "--file-a",
+        one.to_str().unwrap(),
+        "--file-b",
+        two.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("instruction command.shell: echo one -> echo two"),
+        "{text}"
+    );
+    assert!(text.contains("- stage #0 "), "{text}");
+    // The COPY step is the same in both: not mentioned.
+    assert!(!text.contains("COPY"), "{text}");
+}

@@ -660,18 +660,19 @@ fn render_drv(
     } else {
         format!("{} / {}", d.name_a, d.name_b)
     };
+    // Stage names already say `stage`.
+    let name = if name.starts_with(&d.kind) {
+        name
+    } else {
+        format!("{} {name}", d.kind)
+    };
     let hashes = paint.dim(&format!(
         "{} -> {}",
         short(&d.a.to_hex()),
         short(&d.b.to_hex())
     ));
     if d.seen {
-        writeln!(
-            out,
-            "{pad}- {} {name} {hashes} {}",
-            d.kind,
-            paint.dim("(shown above)")
-        )?;
+        writeln!(out, "{pad}- {name} {hashes} {}", paint.dim("(shown above)"))?;
         return Ok(());
     }
     let why = if d.inputs.is_empty() {
@@ -679,12 +680,7 @@ fn render_drv(
     } else {
         String::new()
     };
-    writeln!(
-        out,
-        "{pad}- {} {} {hashes} {why}",
-        d.kind,
-        paint.bold(&name)
-    )?;
+    writeln!(out, "{pad}- {} {hashes} {why}", paint.bold(&name))?;
     for input in &d.inputs {
         let (what, x, y) = match input {
             InputChange::BaseImage { a, b } => ("base image".to_owned(), a.clone(), b.clone()),
