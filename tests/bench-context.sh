@@ -31,7 +31,7 @@ best() { sort -n | head -1; }
 kiln_times=(); b3_times=()
 for i in $(seq "$rounds"); do
   # A fresh store each round: no stat cache, every byte is hashed.
-  s=$(date +%s.%N); KILN_STORE=$work/store-$i "$kiln" plan "$ctx" >/dev/null; e=$(date +%s.%N)
+  s=$(date +%s.%N); KILN_STORE=$work/store-$i "$kiln" plan "$ctx" >/dev/null 2>&1; e=$(date +%s.%N)
   kiln_times+=("$(echo "$e - $s" | bc)")
   s=$(date +%s.%N); (cd "$ctx" && find . -type f -print0 | xargs -0 b3sum >/dev/null); e=$(date +%s.%N)
   b3_times+=("$(echo "$e - $s" | bc)")
@@ -44,8 +44,12 @@ echo "kiln/b3sum throughput ratio: $(echo "scale=2; $b / $k" | bc)x (goal >= 0.8
 
 # Stat cache: a 100,000-file context (STAT_KIB KiB each, like a source
 # tree) planned cold (fresh store: every file read and hashed, from the page
-# cache) and warm (same store: stat fields match, nothing read).
-# Issue #3's goal: warm at least 10x faster than cold.
+# cache, warmed just before) and warm (same store: stat fields match,
+# nothing read). Issue #3's goal: re-hashing the unchanged context at least
+# 10x faster than the first pass. Reported twice: the context phase alone
+# (walk, stat cache, hashing: the `context:` line kiln prints) and the
+# whole `kiln plan` command (which also plans 100,000 COPY inputs and
+# prints them).
 many=${STAT_FILES:-100000}
 stat_kib=${STAT_KIB:-16}
 big=$work/many
@@ -54,17 +58,28 @@ printf 'FROM scratch\nCOPY . /app/\n' > "$big/Dockerfile"
 (cd "$big" && for d in $(seq 0 99); do mkdir -p "d$d"; done
  seq 0 $((many - 1)) | awk -v dir="$big" -v kib="$stat_kib" 'BEGIN { pad = ""; line = sprintf("%63s\n", "x"); for (i = 0; i < kib * 16; i++) pad = pad line }
    { d = $1 % 100; f = dir "/d" d "/f" $1; printf "file %d\n%s", $1, pad > f; close(f) }')
-cold_times=(); warm_times=()
+# kiln trusts the stat fields only of files changed over a second before
+# the walk (coarse file timestamps); a fresh checkout waits that long.
+sleep 2
+phase() { sed -n 's/^context: .* in \([0-9.]*\)s$/\1/p' "$1"; }
+cold_times=(); warm_times=(); cold_phase=(); warm_phase=()
 for i in $(seq "$rounds"); do
   store=$work/stat-store-$i
-  s=$(date +%s.%N); KILN_STORE=$store "$kiln" plan "$big" >/dev/null; e=$(date +%s.%N)
-  cold_times+=("$(echo "$e - $s" | bc)")
-  s=$(date +%s.%N); KILN_STORE=$store "$kiln" plan "$big" >/dev/null; e=$(date +%s.%N)
-  warm_times+=("$(echo "$e - $s" | bc)")
+  find "$big" -type f -exec cat {} + > /dev/null
+  s=$(date +%s.%N); KILN_STORE=$store "$kiln" plan "$big" >/dev/null 2>"$work/cold.err"; e=$(date +%s.%N)
+  cold_times+=("$(echo "$e - $s" | bc)"); cold_phase+=("$(phase "$work/cold.err")")
+  s=$(date +%s.%N); KILN_STORE=$store "$kiln" plan "$big" >/dev/null 2>"$work/warm.err"; e=$(date +%s.%N)
+  warm_times+=("$(echo "$e - $s" | bc)"); warm_phase+=("$(phase "$work/warm.err")")
+  grep -q " 0 read " "$work/warm.err" || { echo "bench-context: the warm run read files: $(cat "$work/warm.err")" >&2; exit 1; }
   rm -rf "$store"
 done
 c=$(printf '%s\n' "${cold_times[@]}" | best)
 w=$(printf '%s\n' "${warm_times[@]}" | best)
-echo "stat cache, $many files of $stat_kib KiB: cold best ${c}s, warm best ${w}s, speed-up $(echo "scale=1; $c / $w" | bc)x (goal >= 10x)"
-echo "  cold runs: ${cold_times[*]}"
-echo "  warm runs: ${warm_times[*]}"
+cp=$(printf '%s\n' "${cold_phase[@]}" | best)
+wp=$(printf '%s\n' "${warm_phase[@]}" | best)
+echo "stat cache, $many files of $stat_kib KiB, context phase: cold best ${cp}s, warm best ${wp}s, speed-up $(echo "scale=1; $cp / $wp" | bc)x (goal >= 10x)"
+echo "  cold: ${cold_phase[*]}"
+echo "  warm: ${warm_phase[*]}"
+echo "stat cache, whole kiln plan: cold best ${c}s, warm best ${w}s, speed-up $(echo "scale=1; $c / $w" | bc)x"
+echo "  cold: ${cold_times[*]}"
+echo "  warm: ${warm_times[*]}"

@@ -494,6 +494,107 @@ fn build_log_is_kept_per_step() {
     assert_eq!(stdout(&log), "from-the-step\n", "{}", stderr(&log));
 }
 
+/// How many step layers of the store are held only as trees (no blob).
+fn layers_without_blob(store: &Path) -> i64 {
+    let db = rusqlite::Connection::open(store.join("kiln.sqlite")).unwrap();
+    db.query_row(
+        "SELECT count(*) FROM output_layers WHERE blob IS NULL",
+        [],
+        |row| row.get(0),
+    )
+    .unwrap()
+}
+
+#[test]
+fn builder_layers_are_compressed_only_when_an_image_holds_them() {
+    common::require_sandbox!();
+    let c = Ctx::new();
+    let ctx = c.context("app", &app_files());
+    c.build(&ctx, &[]);
+    // The build stage's WORKDIR, COPY, COPY and RUN layers are not in the
+    // FROM scratch image: no blob was written for them.
+    assert_eq!(layers_without_blob(&c.store()), 4);
+    c.verify_clean();
+    // Asking for the build stage as the image writes them now, and they
+    // are the bytes a store that wrote them at once has.
+    let late = c.build(&ctx, &["--target", "build"]);
+    assert_eq!(layers_without_blob(&c.store()), 0);
+    let fresh = Ctx::new();
+    let at_once = fresh.build(&fresh.context("app", &app_files()), &["--target", "build"]);
+    assert_eq!(late, at_once);
+    c.verify_clean();
+}
+
+#[test]
+fn progress_streams_step_output_and_ends_with_a_summary_and_metadata() {
+    common::require_sandbox!();
+    let c = Ctx::new();
+    let ctx = c.context(
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM busybox AS a\nRUN echo one; echo two >&2\nFROM busybox\nCOPY --from=a /bin/busybox /x\n",
+        )],
+    );
+    let meta = c.dir.path().join("meta.json");
+    let out = c.build_output(
+        &ctx,
+        &[
+            "--progress",
+            "json",
+            "-t",
+            "app:1",
+            "--metadata-file",
+            meta.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let digest = stdout(&out).trim().to_string();
+    let events: Vec<serde_json::Value> = stderr(&out)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
+    for kind in [
+        "stage",
+        "step-started",
+        "output",
+        "step",
+        "stage-done",
+        "summary",
+    ] {
+        assert!(kinds.contains(&kind), "no {kind} event in {kinds:?}");
+    }
+    let text: String = events
+        .iter()
+        .filter(|e| e["event"] == "output" && e["line"] == 2)
+        .map(|e| e["text"].as_str().unwrap())
+        .collect();
+    assert!(text.contains("one") && text.contains("two"), "{text}");
+    let summary = events.iter().find(|e| e["event"] == "summary").unwrap();
+    assert_eq!(summary["built"], 2, "{summary}");
+    assert_eq!(summary["image"]["manifest"], digest.as_str());
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
+    assert_eq!(meta["containerimage.digest"], digest.as_str());
+    assert_eq!(meta["image.name"], "app:1");
+    let config = c.json(&digest)["config"]["digest"].clone();
+    assert_eq!(meta["containerimage.config.digest"], config);
+
+    // Plain progress (not a terminal): the step's output lines, the
+    // cached steps, and a summary naming the image and its size.
+    let out = c.build_output(&ctx, &["--progress", "plain", "--no-cache"]);
+    let err = stderr(&out);
+    assert!(err.contains("a line 2 │ one"), "{err}");
+    assert!(err.contains("2 steps: 2 built, 0 cached"), "{err}");
+    assert!(err.contains(&format!("image {digest} (")), "{err}");
+    let out = c.build_output(&ctx, &["--progress", "plain"]);
+    assert!(
+        stderr(&out).contains("2 steps: 0 built, 2 cached"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 /// The Debian + golang-go + ca-certificates root filesystem tar, made once
 /// with mmdebstrap (SOURCE_DATE_EPOCH set, `/dev` dropped, no resolv.conf
 /// or hostname) and cached under `target/`.

@@ -904,3 +904,103 @@ fn plan_diff_of_two_dockerfiles_names_the_instruction_field() {
     // The COPY step is the same in both: not mentioned.
     assert!(!text.contains("COPY"), "{text}");
 }
+
+/// A running `docker-registry serve` on a free port, stopped on drop.
+struct Registry {
+    dir: tempfile::TempDir,
+    port: u16,
+    child: std::process::Child,
+}
+
+impl Registry {
+    fn start() -> Option<Registry> {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = format!(
+            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("storage").display()
+        );
+        std::fs::write(dir.path().join("config.yml"), config).unwrap();
+        let child = match Command::new("docker-registry")
+            .arg("serve")
+            .arg(dir.path().join("config.yml"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+        {
+            Ok(c) => c,
+            Err(e) => {
+                assert!(
+                    std::env::var_os("KILN_TEST_REQUIRE_TOOLS").is_none(),
+                    "docker-registry is required (apt-get install docker-registry): {e}"
+                );
+                eprintln!("skipped: docker-registry not found ({e})");
+                return None;
+            }
+        };
+        let registry = Registry { dir, port, child };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "docker-registry did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Some(registry)
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = &self.dir;
+    }
+}
+
+#[test]
+fn registry_images_are_pulled_then_compared() {
+    let ctx = Ctx::new();
+    let df = |v: &str| format!("FROM scratch\nCOPY f /f\nENV FOO={v}\n");
+    let a = ctx.build("one", &[("Dockerfile", &df("1")), ("f", "x\n")], &[]);
+    let b = ctx.build("two", &[("Dockerfile", &df("2")), ("f", "x\n")], &[]);
+    let Some(registry) = Registry::start() else {
+        return;
+    };
+    let host = format!("127.0.0.1:{}", registry.port);
+    for (digest, tag) in [(&a, "a"), (&b, "b")] {
+        let out = ctx.kiln(&["push", digest, &format!("{host}/diff:{tag}")]);
+        assert!(out.status.success(), "push: {}", stderr(&out));
+    }
+    // A fresh store: both sides come from the registry.
+    let out = kiln()
+        .arg("--store")
+        .arg(ctx.path("fresh"))
+        .args([
+            "diff",
+            &format!("registry:{host}/diff:a"),
+            &format!("docker://{host}/diff:b"),
+            "--json",
+            "--ignore-history",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(config_paths(&r), ["config.Env[FOO]"]);
+    assert_eq!(r["a"]["manifest"], a.as_str());
+    // The pulled image against the local one it was pushed from.
+    let out = ctx.kiln(&["diff", &format!("registry:{host}/diff:a"), &a]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+}

@@ -12,8 +12,37 @@ use std::path::Path;
 
 use common::{kiln, stderr};
 
-const BASE: &str =
-    "busybox@sha256:1111111111111111111111111111111111111111111111111111111111111111";
+/// Imports a tiny base image into `store` (the same bytes every time, so
+/// the same digest in every store) and returns `busybox@<digest>`: a base
+/// image pinned by digest must be in the store (or pullable) to plan.
+fn base(store: &Path) -> String {
+    let tree = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tree.path().join("etc")).unwrap();
+    std::fs::write(tree.path().join("etc/os-release"), "ID=base\n").unwrap();
+    std::fs::set_permissions(
+        tree.path().join("etc"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        tree.path().join("etc/os-release"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let out = kiln()
+        .env("KILN_STORE", store)
+        .args([
+            "image",
+            "import",
+            tree.path().to_str().unwrap(),
+            "--tag",
+            "busybox",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    format!("busybox@{}", String::from_utf8(out.stdout).unwrap().trim())
+}
 
 const DOCKERFILE: &str = "\
 ARG BASE
@@ -62,7 +91,7 @@ fn plan_hashes_in(dir: &Path, store: &Path, extra: &[&str]) -> BTreeMap<String, 
             "plan",
             "--json",
             "--build-arg",
-            &format!("BASE={BASE}"),
+            &format!("BASE={}", base(store)),
             ".",
         ])
         .args(extra);
@@ -230,7 +259,12 @@ fn a_missing_copy_source_names_the_line() {
     let out = kiln()
         .current_dir(dir.path())
         .env("KILN_STORE", store.path())
-        .args(["plan", "--build-arg", &format!("BASE={BASE}"), "."])
+        .args([
+            "plan",
+            "--build-arg",
+            &format!("BASE={}", base(store.path())),
+            ".",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -241,12 +275,40 @@ fn a_missing_copy_source_names_the_line() {
     );
 }
 
+/// `(from the stat cache, read)` as the context line on stderr says.
+fn context_counts(dir: &Path, store: &Path) -> (u64, u64) {
+    let out = kiln()
+        .current_dir(dir)
+        .env("KILN_STORE", store)
+        .args(["plan", "--build-arg", &format!("BASE={}", base(store)), "."])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("context: "))
+        .unwrap_or_else(|| panic!("no context line in {err}"));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let number = |after: &str| -> u64 {
+        let i = words.iter().position(|w| *w == after).unwrap();
+        words[i - 1].parse().unwrap()
+    };
+    (number("files"), number("read"))
+}
+
 #[test]
-fn the_stat_cache_never_hides_an_edit() {
+fn the_stat_cache_skips_unchanged_files_and_never_hides_an_edit() {
     let dir = tempfile::tempdir().unwrap();
     let store = tempfile::tempdir().unwrap();
     make_context(dir.path());
+    // Files changed less than a second before a walk are never trusted by
+    // their stat fields (coarse file timestamps): they are read every time.
+    assert_eq!(context_counts(dir.path(), store.path()), (0, 8));
+    assert_eq!(context_counts(dir.path(), store.path()), (0, 8));
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     let first = plan_hashes_in(dir.path(), store.path(), &[]);
+    assert_eq!(context_counts(dir.path(), store.path()), (8, 0));
     assert_eq!(first, plan_hashes_in(dir.path(), store.path(), &[]));
     // Same size, mtime put back: only ctime and content tell.
     let path = dir.path().join("main.go");
@@ -258,6 +320,7 @@ fn the_stat_cache_never_hides_an_edit() {
         .unwrap()
         .set_modified(mtime)
         .unwrap();
+    assert_eq!(context_counts(dir.path(), store.path()), (7, 1));
     let second = plan_hashes_in(dir.path(), store.path(), &[]);
     assert!(changed(&first, &second).contains(&"build:11".to_string()));
 }

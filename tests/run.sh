@@ -10,8 +10,12 @@ cd "$(dirname "$0")/.."
 #   busybox-static: /bin/busybox, the sandbox tests' root filesystem and the project-made busybox image
 #   skopeo, umoci, podman: accept the layouts and archives kiln writes (tests/image.rs); make the images kiln diff compares (tests/diff.rs)
 #   mmdebstrap, golang-go: the Debian Go base image of examples/go-server (tests/build.rs)
-packages=(nix-bin busybox-static skopeo umoci podman mmdebstrap golang-go)
-tools=(nix-instantiate /bin/busybox skopeo umoci podman mmdebstrap go)
+#   docker-registry: the real registry kiln pulls from and pushes to (tests/registry.rs)
+#   apache2-utils: `htpasswd -Bbn`, the registry's Basic auth users (tests/registry.rs)
+#   openssl: signs the JWTs of the token server in tests/registry.rs
+#   curl: PUTs image indexes to the registry (tests/registry.rs)
+packages=(nix-bin busybox-static skopeo umoci podman mmdebstrap golang-go docker-registry apache2-utils openssl curl)
+tools=(nix-instantiate /bin/busybox skopeo umoci podman mmdebstrap go docker-registry htpasswd openssl curl)
 
 missing=()
 for i in "${!tools[@]}"; do

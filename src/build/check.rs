@@ -52,26 +52,28 @@ impl StepCheck {
     }
 }
 
-/// A single file as a blob source (the rebuilt layer).
-struct FileBlob {
-    digest: Sha256Digest,
-    path: PathBuf,
-}
+/// Temporary layer files as a blob source (the rebuilt layer, and the
+/// stored one when the store keeps only its tree).
+struct Files(Vec<(Sha256Digest, PathBuf)>);
 
-impl BlobSource for FileBlob {
+impl BlobSource for Files {
     fn open_blob(&self, digest: &Sha256Digest) -> Result<Box<dyn Read + '_>, ImageError> {
-        if *digest != self.digest {
-            return Err(ImageError::MissingBlob { digest: *digest });
-        }
-        let f = std::fs::File::open(&self.path).map_err(|e| ImageError::read(&self.path, e))?;
+        let (_, path) = self
+            .0
+            .iter()
+            .find(|(d, _)| d == digest)
+            .ok_or(ImageError::MissingBlob { digest: *digest })?;
+        let f = std::fs::File::open(path).map_err(|e| ImageError::read(path, e))?;
         Ok(Box::new(std::io::BufReader::with_capacity(256 * 1024, f)))
     }
 }
 
 /// Rebuilds one stored step and records how it compares; returns the
 /// stored output, on which the build goes on.
+#[expect(clippy::too_many_arguments, reason = "the step's whole context")]
 pub(super) fn rebuild(
     b: &Builder<'_>,
+    label: &str,
     state: &StageState,
     pstep: &PlannedStep,
     estep: &Step,
@@ -82,7 +84,7 @@ pub(super) fn rebuild(
     let line = pstep.span.start;
     let upper = b.store.tmp_dir()?;
     let mut log = Vec::new();
-    b.produce(state, pstep, estep, upper.path(), &mut log, done)
+    b.produce(label, state, pstep, estep, upper.path(), &mut log, done)
         .map_err(|e| match e {
             BuildError::Step { .. } => e,
             other => BuildError::Step {
@@ -150,38 +152,62 @@ fn compare(
     spool: &Path,
 ) -> Result<FsReport, BuildError> {
     let store_blobs = super::StoreBlobs { store: b.store };
-    let stored_input = match stored.layers.first() {
-        Some(layer) => {
-            let path = b
-                .store
-                .blob_path(&layer.blob)?
-                .ok_or(ImageError::MissingBlob { digest: layer.blob })?;
-            let size = std::fs::metadata(&path)
-                .map_err(io_err("read", &path))?
-                .len();
-            Input {
-                image: "the stored output".into(),
-                source: &store_blobs,
-                layers: vec![Descriptor::new(media_type::LAYER_GZIP, layer.blob, size)],
-                diff_ids: vec![layer.diff_id],
-                raw: true,
+    let mut files = Files(Vec::new());
+    if let Some(info) = rebuilt {
+        files.0.push((info.digest, layer_file.to_path_buf()));
+    }
+    // The stored layer: its blob, else a tar written from its tree.
+    let mut stored_layers = Vec::new();
+    let mut from_store = true;
+    if let Some(layer) = stored.layers.first() {
+        let blob = match &layer.blob {
+            Some(d) => b.store.blob_path(d)?.map(|p| (*d, p)),
+            None => None,
+        };
+        match blob {
+            Some((digest, path)) => {
+                let size = std::fs::metadata(&path)
+                    .map_err(io_err("read", &path))?
+                    .len();
+                stored_layers.push(Descriptor::new(media_type::LAYER_GZIP, digest, size));
+            }
+            None => {
+                let tree =
+                    super::step_layer_tree(b.store, layer)?.ok_or_else(|| BuildError::Step {
+                        line: 0,
+                        message: format!("the stored layer {} is missing", layer.diff_id),
+                    })?;
+                let path = spool.join("stored.tar");
+                let file = std::fs::File::create(&path).map_err(io_err("create", &path))?;
+                let (info, _) = image::layer::write_dir_layer(
+                    &tree,
+                    &super::tree_walk_options(),
+                    LayerOptions {
+                        compression: Compression::None,
+                        source_date_epoch: b.options.source_date_epoch,
+                    },
+                    file,
+                )?;
+                files.0.push((info.digest, path));
+                stored_layers.push(Descriptor::new(media_type::LAYER, info.digest, info.size));
+                from_store = false;
             }
         }
-        None => Input {
-            image: "the stored output".into(),
-            source: &store_blobs,
-            layers: Vec::new(),
-            diff_ids: Vec::new(),
-            raw: true,
-        },
-    };
-    let file_blob = FileBlob {
-        digest: rebuilt.map_or(Sha256Digest::from_bytes([0; 32]), |i| i.digest),
-        path: layer_file.to_path_buf(),
+    }
+    let stored_input = Input {
+        image: "the stored output".into(),
+        source: if from_store { &store_blobs } else { &files },
+        layers: stored_layers,
+        diff_ids: stored
+            .layers
+            .first()
+            .map(|l| vec![l.diff_id])
+            .unwrap_or_default(),
+        raw: true,
     };
     let rebuilt_input = Input {
         image: "the rebuilt output".into(),
-        source: &file_blob,
+        source: &files,
         layers: rebuilt
             .map(|i| vec![Descriptor::new(media_type::LAYER, i.digest, i.size)])
             .unwrap_or_default(),

@@ -78,6 +78,31 @@ pub enum Event {
         /// Its name or `#index`.
         stage: String,
     },
+    /// A stage is done.
+    StageDone {
+        /// Its name or `#index`.
+        stage: String,
+    },
+    /// A filesystem step whose output is not stored starts building.
+    StepStarted {
+        /// The stage's name or `#index`.
+        stage: String,
+        /// The Dockerfile line.
+        line: usize,
+        /// The step derivation's human name (`build: RUN go build …`).
+        name: String,
+    },
+    /// A chunk of a running step's output (RUN's stdout or stderr).
+    Output {
+        /// The stage's name or `#index`.
+        stage: String,
+        /// The Dockerfile line.
+        line: usize,
+        /// Standard error rather than standard output.
+        stderr: bool,
+        /// The bytes, as the command wrote them.
+        bytes: Vec<u8>,
+    },
     /// A filesystem step is done.
     Step {
         /// The stage's name or `#index`.
@@ -122,10 +147,13 @@ pub struct Options {
 #[derive(Debug, Clone)]
 struct StageLayer {
     diff_id: Sha256Digest,
-    blob: Sha256Digest,
-    size: u64,
-    media_type: String,
+    /// The compressed blob, once written; a step's layer gets one only when
+    /// an image holding it is written.
+    blob: Option<Descriptor>,
     tree: PathBuf,
+    /// The step derivation whose output this layer is (none for a base
+    /// image's layers), to record the blob once it is written.
+    step: Option<Blake3Digest>,
 }
 
 /// A stage's state: its layers (bottom first) and config.
@@ -238,11 +266,18 @@ pub fn build(
         state.config.config.labels.insert(k.clone(), v.clone());
     }
     let sink = StoreBlobs { store };
-    let layers: Vec<Descriptor> = state
-        .layers
-        .iter()
-        .map(|l| Descriptor::new(&l.media_type, l.blob, l.size))
-        .collect();
+    let mut layers: Vec<Descriptor> = Vec::with_capacity(state.layers.len());
+    for layer in &mut state.layers {
+        let desc = match &layer.blob {
+            Some(desc) => desc.clone(),
+            None => {
+                let desc = write_layer_blob(store, layer, options.source_date_epoch)?;
+                layer.blob = Some(desc.clone());
+                desc
+            }
+        };
+        layers.push(desc);
+    }
     let image = image::blob::put_image(&sink, &state.config, layers)?;
     let manifest = image.descriptor.digest;
     let output = Output {
@@ -251,7 +286,7 @@ pub fn build(
             .iter()
             .map(|l| Layer {
                 diff_id: l.diff_id,
-                blob: l.blob,
+                blob: l.blob.as_ref().map(|d| d.digest),
                 tree: tree_key_of(&l.tree),
             })
             .collect(),
@@ -289,6 +324,63 @@ pub fn build(
         derivation: target.derivation.hash,
         checks,
     })
+}
+
+/// Writes the compressed blob of a step's layer from its tree (the first
+/// time an image holds it) and records it on the step's output. The tree
+/// packs to the bytes it would have packed to when it was built, and must
+/// give the diff_id recorded then.
+fn write_layer_blob(
+    store: &Store,
+    layer: &StageLayer,
+    source_date_epoch: i64,
+) -> Result<Descriptor, BuildError> {
+    let sink = StoreBlobs { store };
+    let mut w = image::blob::BlobSink::begin_blob(&sink)?;
+    let (info, _) = image::layer::write_dir_layer(
+        &layer.tree,
+        &tree_walk_options(),
+        LayerOptions {
+            compression: Compression::Gzip,
+            source_date_epoch,
+        },
+        &mut w,
+    )?;
+    std::io::Write::flush(&mut w).map_err(io_err("write", &layer.tree))?;
+    let (digest, size) = w.commit()?;
+    if info.diff_id != layer.diff_id {
+        return Err(BuildError::Step {
+            line: 0,
+            message: format!(
+                "layer tree {} packs to diff_id {}, not the {} recorded when it was built (run `kiln store verify`)",
+                layer.tree.display(),
+                info.diff_id,
+                layer.diff_id
+            ),
+        });
+    }
+    if let Some(step) = &layer.step {
+        store.set_layer_blob(step, 0, &digest)?;
+    }
+    Ok(Descriptor::new(
+        Compression::Gzip.layer_media_type(),
+        digest,
+        size,
+    ))
+}
+
+/// How the layer writer reads a layer tree of the store: owned by shifted
+/// ids when kiln runs as root (see the module invariants), whiteouts in
+/// overlay form.
+fn tree_walk_options() -> WalkOptions {
+    WalkOptions {
+        id_offset: if nix::unistd::geteuid().is_root() {
+            IdMap::for_invoker().host_uid(0).unwrap_or(0)
+        } else {
+            0
+        },
+        overlay: true,
+    }
 }
 
 /// Gives a layer tree's root the shifted root owner and mode 0755, as the
@@ -331,41 +423,68 @@ pub fn read_stored_image(
 /// The layer trees of a stored image, extracted into the store on first
 /// use (keyed by diff_id), bottom first.
 pub fn image_trees(store: &Store, image: &image::Image) -> Result<Vec<PathBuf>, BuildError> {
-    let offset = IdMap::for_invoker().host_uid(0).unwrap_or(0);
-    let mut out = Vec::new();
-    for (desc, diff_id) in image
+    image
         .manifest
         .layers
         .iter()
         .zip(&image.config.rootfs.diff_ids)
-    {
-        let key = TreeKey::new(&diff_id.to_hex())?;
-        if let Some(p) = store.tree_path(&key)? {
-            out.push(p);
-            continue;
-        }
-        let _lock = store.lock_derivation(&Blake3Digest::of(diff_id.to_hex().as_bytes()))?;
-        if let Some(p) = store.tree_path(&key)? {
-            out.push(p);
-            continue;
-        }
-        let tmp = store.tmp_dir()?;
-        let source = StoreBlobs { store };
-        let reader = image::blob::open_verified(&source, desc)?;
-        let id_offset = (nix::unistd::geteuid().is_root()).then_some(offset);
-        image::extract::apply_layer(
-            reader,
-            tmp.path(),
-            &image::extract::ExtractOptions {
-                id_offset,
-                xattrs: false,
-                overlay_whiteouts: true,
-            },
-        )?;
-        own_root(tmp.path(), offset)?;
-        out.push(store.add_tree(tmp.path(), &key)?);
+        .map(|(desc, diff_id)| layer_tree(store, desc, diff_id))
+        .collect()
+}
+
+/// A layer's tree in the store, extracted from its blob `desc` on first use
+/// (keyed by `diff_id`, under a lock so that two builds extract it once).
+fn layer_tree(
+    store: &Store,
+    desc: &Descriptor,
+    diff_id: &Sha256Digest,
+) -> Result<PathBuf, BuildError> {
+    let offset = IdMap::for_invoker().host_uid(0).unwrap_or(0);
+    let key = TreeKey::new(&diff_id.to_hex())?;
+    if let Some(p) = store.tree_path(&key)? {
+        return Ok(p);
     }
-    Ok(out)
+    let _lock = store.lock_derivation(&Blake3Digest::of(diff_id.to_hex().as_bytes()))?;
+    if let Some(p) = store.tree_path(&key)? {
+        return Ok(p);
+    }
+    let tmp = store.tmp_dir()?;
+    let source = StoreBlobs { store };
+    let reader = image::blob::open_verified(&source, desc)?;
+    let id_offset = (nix::unistd::geteuid().is_root()).then_some(offset);
+    image::extract::apply_layer(
+        reader,
+        tmp.path(),
+        &image::extract::ExtractOptions {
+            id_offset,
+            xattrs: false,
+            overlay_whiteouts: true,
+        },
+    )?;
+    own_root(tmp.path(), offset)?;
+    Ok(store.add_tree(tmp.path(), &key)?)
+}
+
+/// Where a stored step layer can be read: its tree if the store still has
+/// it, else a tree extracted from its blob; `None` if it has neither (the
+/// output must then be built again).
+fn step_layer_tree(store: &Store, layer: &Layer) -> Result<Option<PathBuf>, BuildError> {
+    if let Some(key) = &layer.tree
+        && let Some(path) = store.tree_path(key)?
+    {
+        return Ok(Some(path));
+    }
+    let Some(blob) = &layer.blob else {
+        return Ok(None);
+    };
+    let Some(path) = store.blob_path(blob)? else {
+        return Ok(None);
+    };
+    let size = std::fs::metadata(&path)
+        .map_err(io_err("read", &path))?
+        .len();
+    let desc = Descriptor::new(Compression::Gzip.layer_media_type(), *blob, size);
+    layer_tree(store, &desc, &layer.diff_id).map(Some)
 }
 
 impl Builder<'_> {
@@ -413,10 +532,9 @@ impl Builder<'_> {
                     .zip(trees)
                     .map(|((d, diff), tree)| StageLayer {
                         diff_id: *diff,
-                        blob: d.digest,
-                        size: d.size,
-                        media_type: d.media_type.clone(),
+                        blob: Some(d.clone()),
                         tree,
+                        step: None,
                     })
                     .collect();
                 let mut config = img.config.clone();
@@ -430,7 +548,7 @@ impl Builder<'_> {
             match &pstep.derivation {
                 Some(drv) => {
                     let started = Instant::now();
-                    let (out, cached) = self.step(&state, pstep, estep, &drv.hash, done)?;
+                    let (out, cached) = self.step(&label, &state, pstep, estep, drv, done)?;
                     (self.progress)(Event::Step {
                         stage: label.clone(),
                         line: pstep.span.start,
@@ -442,32 +560,39 @@ impl Builder<'_> {
                     let created_by = config::created_by(&estep.instruction, &estep.scope);
                     match out.layers.first() {
                         Some(layer) => {
-                            let tree = match &layer.tree {
-                                Some(k) => {
-                                    self.store.tree_path(k)?.ok_or_else(|| BuildError::Step {
-                                        line: pstep.span.start,
-                                        message: format!(
-                                            "layer tree {k} is missing from the store"
-                                        ),
-                                    })?
-                                }
-                                None => PathBuf::new(),
-                            };
-                            let path = self.store.blob_path(&layer.blob)?.ok_or_else(|| {
+                            let tree = step_layer_tree(self.store, layer)?.ok_or_else(|| {
                                 BuildError::Step {
                                     line: pstep.span.start,
-                                    message: format!("layer blob {} is missing", layer.blob),
+                                    message: format!(
+                                        "the layer of {} is missing from the store",
+                                        drv.hash
+                                    ),
                                 }
                             })?;
-                            let size = std::fs::metadata(&path)
-                                .map_err(io_err("read", &path))?
-                                .len();
+                            let blob = match &layer.blob {
+                                Some(digest) => {
+                                    let path = self.store.blob_path(digest)?.ok_or_else(|| {
+                                        BuildError::Step {
+                                            line: pstep.span.start,
+                                            message: format!("layer blob {digest} is missing"),
+                                        }
+                                    })?;
+                                    let size = std::fs::metadata(&path)
+                                        .map_err(io_err("read", &path))?
+                                        .len();
+                                    Some(Descriptor::new(
+                                        Compression::Gzip.layer_media_type(),
+                                        *digest,
+                                        size,
+                                    ))
+                                }
+                                None => None,
+                            };
                             state.layers.push(StageLayer {
                                 diff_id: layer.diff_id,
-                                blob: layer.blob,
-                                size,
-                                media_type: Compression::Gzip.layer_media_type().to_owned(),
+                                blob,
                                 tree,
+                                step: Some(drv.hash),
                             });
                             state.config.push_layer(layer.diff_id, &created_by, sde);
                         }
@@ -486,38 +611,46 @@ impl Builder<'_> {
             }
         }
         config::finish(&mut state.config, &estage.end);
+        (self.progress)(Event::StageDone { stage: label });
         Ok(state)
     }
 
     /// A step's output: stored, or built now under its lock.
     fn step(
         &self,
+        label: &str,
         state: &StageState,
         pstep: &PlannedStep,
         estep: &Step,
-        hash: &Blake3Digest,
+        drv: &crate::derivation::Derivation,
         done: &BTreeMap<usize, StageState>,
     ) -> Result<(Output, bool), BuildError> {
+        let hash = &drv.hash;
         if !self.options.no_cache
-            && let Some(out) = self.store.output(hash)?
+            && let Some(out) = self.usable_output(hash)?
         {
             if self.options.check {
-                return check::rebuild(self, state, pstep, estep, hash, done, out);
+                return check::rebuild(self, label, state, pstep, estep, hash, done, out);
             }
             return Ok((out, true));
         }
         let _lock = self.store.lock_derivation(hash)?;
         if !self.options.no_cache
-            && let Some(out) = self.store.output(hash)?
+            && let Some(out) = self.usable_output(hash)?
         {
             return Ok((out, true));
         }
         let line = pstep.span.start;
+        (self.progress)(Event::StepStarted {
+            stage: label.to_owned(),
+            line,
+            name: drv.name.clone(),
+        });
         let started_ms = now_ms();
         let build = self.store.start_build(hash, started_ms)?;
         let upper = self.store.tmp_dir()?;
         let mut log = Vec::new();
-        let result = self.produce(state, pstep, estep, upper.path(), &mut log, done);
+        let result = self.produce(label, state, pstep, estep, upper.path(), &mut log, done);
         let log_obj = self.store.add_object(&mut log.as_slice()).ok();
         if let Err(e) = result {
             let _ = self
@@ -543,8 +676,10 @@ impl Builder<'_> {
     }
 
     /// Runs a step's instruction, writing its changes into `upper`.
+    #[expect(clippy::too_many_arguments, reason = "the step's whole context")]
     fn produce(
         &self,
+        label: &str,
         state: &StageState,
         pstep: &PlannedStep,
         estep: &Step,
@@ -553,7 +688,7 @@ impl Builder<'_> {
         done: &BTreeMap<usize, StageState>,
     ) -> Result<(), BuildError> {
         match &estep.instruction {
-            Instruction::Run(_) => self.run(state, pstep, estep, upper, log, done),
+            Instruction::Run(_) => self.run(label, state, pstep, estep, upper, log, done),
             Instruction::Copy(_) | Instruction::Add(_) => {
                 copy::copy(self, state, pstep, estep, upper, done)
             }
@@ -565,7 +700,30 @@ impl Builder<'_> {
         }
     }
 
-    /// Turns a finished layer dir into a blob and a store tree.
+    /// A step's stored output, if every layer of it can still be read (from
+    /// its tree or its blob).
+    fn usable_output(&self, hash: &Blake3Digest) -> Result<Option<Output>, BuildError> {
+        let Some(out) = self.store.output(hash)? else {
+            return Ok(None);
+        };
+        for layer in &out.layers {
+            let tree = match &layer.tree {
+                Some(key) => self.store.tree_path(key)?,
+                None => None,
+            };
+            let blob = match &layer.blob {
+                Some(digest) => self.store.blob_path(digest)?,
+                None => None,
+            };
+            if tree.is_none() && blob.is_none() {
+                return Ok(None);
+            }
+        }
+        Ok(Some(out))
+    }
+
+    /// Turns a finished layer dir into a store tree and its diff_id; the
+    /// compressed blob waits until an image needs it.
     fn ingest(&self, dir: &Path, hash: &Blake3Digest) -> Result<Output, BuildError> {
         let empty = std::fs::read_dir(dir)
             .map_err(io_err("read", dir))?
@@ -577,26 +735,16 @@ impl Builder<'_> {
                 config: None,
             });
         }
-        let sink = StoreBlobs { store: self.store };
-        let mut w = image::blob::BlobSink::begin_blob(&sink)?;
+        let mut hashing = image::digest::HashingWriter::new(std::io::sink());
         let (info, _) = image::layer::write_dir_layer(
             dir,
-            &WalkOptions {
-                id_offset: if nix::unistd::geteuid().is_root() {
-                    self.offset
-                } else {
-                    0
-                },
-                overlay: true,
-            },
+            &tree_walk_options(),
             LayerOptions {
-                compression: Compression::Gzip,
+                compression: Compression::None,
                 source_date_epoch: self.options.source_date_epoch,
             },
-            &mut w,
+            &mut hashing,
         )?;
-        std::io::Write::flush(&mut w).map_err(io_err("write", dir))?;
-        w.commit()?;
         let key = TreeKey::new(&hash.to_hex())?;
         // The tree is the directory itself: move it out of its TempDir.
         let keep = self.store.tmp_dir()?.keep();
@@ -608,15 +756,17 @@ impl Builder<'_> {
         Ok(Output {
             layers: vec![Layer {
                 diff_id: info.diff_id,
-                blob: info.digest,
+                blob: None,
                 tree: Some(key),
             }],
             config: None,
         })
     }
 
+    #[expect(clippy::too_many_arguments, reason = "one RUN's whole context")]
     fn run(
         &self,
+        label: &str,
         state: &StageState,
         pstep: &PlannedStep,
         estep: &Step,
@@ -683,12 +833,27 @@ impl Builder<'_> {
             });
         }
         spec.mounts = mounts;
-        spec.output = sandbox::Output::Collect;
-        let outcome = sandbox::run(&spec)?;
-        log.extend_from_slice(&outcome.stdout);
-        log.extend_from_slice(&outcome.stderr);
+        // Output goes to the step's log as it comes (both streams
+        // interleaved, as a terminal shows them) and out as progress.
+        let mut stderr_tail = Vec::new();
+        let outcome = sandbox::run_streaming(&spec, &mut |stream, bytes| {
+            log.extend_from_slice(bytes);
+            let stderr = stream == sandbox::Stream::Stderr;
+            if stderr {
+                stderr_tail.extend_from_slice(bytes);
+                if stderr_tail.len() > 64 * 1024 {
+                    stderr_tail.drain(..stderr_tail.len() - 16 * 1024);
+                }
+            }
+            (self.progress)(Event::Output {
+                stage: label.to_owned(),
+                line,
+                stderr,
+                bytes: bytes.to_vec(),
+            });
+        })?;
         if !outcome.status.success() {
-            let tail = String::from_utf8_lossy(&outcome.stderr);
+            let tail = String::from_utf8_lossy(&stderr_tail);
             let tail: Vec<&str> = tail.lines().rev().take(5).collect();
             let tail: Vec<&str> = tail.into_iter().rev().collect();
             return Err(BuildError::Step {

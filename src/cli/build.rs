@@ -10,7 +10,8 @@ use anyhow::Context;
 use clap::Args;
 
 use super::plan::{BuildFlags, make_plan, record, split_tag};
-use crate::build::{self, Event};
+use super::progress::{Mode, Progress, Summary};
+use crate::build;
 use crate::store::Store;
 
 /// Arguments of `kiln build`.
@@ -22,7 +23,8 @@ pub struct BuildArgs {
     /// Tag the image `NAME[:TAG]` (repeatable).
     #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]")]
     pub tags: Vec<String>,
-    /// Also write the image to `oci:DIR` or `docker-archive:FILE`.
+    /// Also write the image to `oci:DIR` or `docker-archive:FILE`, or push
+    /// it to `registry:REF`.
     #[arg(long, value_name = "DEST")]
     pub output: Option<String>,
     /// Build every step again even if its output is stored.
@@ -42,9 +44,13 @@ pub struct BuildArgs {
     /// --check`; exit 1 if a step is not reproducible.
     #[arg(long)]
     pub check: bool,
-    /// `auto`, `plain` or `json`.
+    /// `auto` (a live view on a terminal, else `plain`), `plain` or `json`.
     #[arg(long, default_value = "auto", value_parser = ["auto", "plain", "json"])]
     pub progress: String,
+    /// Write what the build made (image digests, tags, derivation) as JSON
+    /// to this file, as `docker buildx build --metadata-file` does.
+    #[arg(long, value_name = "FILE")]
+    pub metadata_file: Option<PathBuf>,
 }
 
 fn secrets(raw: &[String]) -> anyhow::Result<BTreeMap<String, PathBuf>> {
@@ -64,39 +70,6 @@ fn secrets(raw: &[String]) -> anyhow::Result<BTreeMap<String, PathBuf>> {
         out.insert(id, src);
     }
     Ok(out)
-}
-
-#[expect(clippy::print_stderr, reason = "cli is the only module that prints")]
-fn render(json: bool, event: &Event) {
-    match event {
-        Event::Stage { stage } => {
-            if json {
-                eprintln!("{}", serde_json::json!({"event": "stage", "stage": stage}));
-            } else {
-                eprintln!("stage {stage}");
-            }
-        }
-        Event::Step {
-            stage,
-            line,
-            keyword,
-            derivation,
-            cached,
-            seconds,
-        } => {
-            let what = if *cached { "cached" } else { "built" };
-            if json {
-                eprintln!(
-                    "{}",
-                    serde_json::json!({"event": "step", "stage": stage, "line": line,
-                        "instruction": keyword, "derivation": derivation.to_string(),
-                        "cached": cached, "seconds": seconds})
-                );
-            } else {
-                eprintln!("  {stage} line {line} {keyword} {what} {seconds:.2}s {derivation}");
-            }
-        }
-    }
 }
 
 pub(super) fn run(store_flag: Option<&Path>, args: &BuildArgs) -> anyhow::Result<ExitCode> {
@@ -121,12 +94,18 @@ pub(super) fn run(store_flag: Option<&Path>, args: &BuildArgs) -> anyhow::Result
         labels,
         check: false,
     };
-    let json = args.progress == "json";
     let file = args.build.dockerfile();
-    let built = build::build(&store, &planned.evaluation, &planned.plan, &options, &|e| {
-        render(json, &e)
-    })
-    .map_err(|e| match e {
+    let progress = Progress::new(Mode::from_flag(&args.progress));
+    let result = build::build(&store, &planned.evaluation, &planned.plan, &options, &|e| {
+        progress.event(&e);
+    });
+    let summary = result.as_ref().ok().map(|built| Summary {
+        manifest: built.manifest.to_string(),
+        compressed: built.image.manifest.layers.iter().map(|l| l.size).sum(),
+        layers: built.image.manifest.layers.len(),
+    });
+    progress.finish(summary.as_ref());
+    let built = result.map_err(|e| match e {
         build::BuildError::Step { line, message } if line > 0 => anyhow::Error::new(
             super::FileError::new(&file, crate::dockerfile::ParseError::at(line, message)),
         ),
@@ -137,24 +116,54 @@ pub(super) fn run(store_flag: Option<&Path>, args: &BuildArgs) -> anyhow::Result
         store.tag_image(n, t, &built.manifest, Some(&built.derivation))?;
     }
     if let Some(dest) = &args.output {
-        let name = args.tags.first().map_or("latest", String::as_str);
-        super::image::export(&store, &built.manifest, name, dest)?;
+        if let Some(reference) = dest.strip_prefix("registry:") {
+            super::push::push_image(&store, &built.manifest, reference, &args.build.registry)?;
+        } else {
+            let name = args.tags.first().map_or("latest", String::as_str);
+            super::image::export(&store, &built.manifest, name, dest)?;
+        }
     }
     if let Some(f) = &args.iidfile {
         std::fs::write(f, built.manifest.to_string())
             .with_context(|| format!("failed to write {}", f.display()))?;
     }
+    if let Some(f) = &args.metadata_file {
+        std::fs::write(f, metadata(&built, &args.tags, &options)?)
+            .with_context(|| format!("failed to write {}", f.display()))?;
+    }
     if args.check {
         options.check = true;
+        let json = args.progress == "json";
         return super::check::run(&store, &planned, &options, &file, &built, json);
-    }
-    let size: u64 = built.image.manifest.layers.iter().map(|l| l.size).sum();
-    #[expect(clippy::print_stderr, reason = "cli prints")]
-    {
-        eprintln!("image {} ({size} bytes compressed)", built.manifest);
     }
     writeln!(std::io::stdout().lock(), "{}", built.manifest)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The `--metadata-file` document: BuildKit's keys for the image, plus
+/// kiln's own (the target derivation and the timestamp everything was
+/// written with).
+fn metadata(
+    built: &build::Built,
+    tags: &[String],
+    options: &build::Options,
+) -> anyhow::Result<Vec<u8>> {
+    let descriptor = &built.image.descriptor;
+    let value = serde_json::json!({
+        "containerimage.digest": built.manifest.to_string(),
+        "containerimage.config.digest": built.image.manifest.config.digest.to_string(),
+        "containerimage.descriptor": {
+            "mediaType": descriptor.media_type,
+            "digest": descriptor.digest.to_string(),
+            "size": descriptor.size,
+        },
+        "image.name": tags.join(","),
+        "kiln.derivation": built.derivation.to_string(),
+        "kiln.source-date-epoch": options.source_date_epoch,
+    });
+    let mut out = serde_json::to_vec_pretty(&value)?;
+    out.push(b'\n');
+    Ok(out)
 }
 
 /// Arguments of `kiln log`.

@@ -26,8 +26,9 @@ use crate::store::Store;
 /// Arguments of `kiln diff`.
 #[derive(Debug, Args)]
 pub struct DiffArgs {
-    /// The first image: `oci:DIR[:REF]`, `docker-archive:FILE[:TAG]`, or a
-    /// local image `NAME[:TAG]` or `sha256:...`. With `--plan`: a build
+    /// The first image: `oci:DIR[:REF]`, `docker-archive:FILE[:TAG]`, a
+    /// local image `NAME[:TAG]` or `sha256:...`, or `registry:REF` /
+    /// `docker://REF` (pulled into the store first). With `--plan`: a build
     /// context directory, a derivation `blake3:...`, or a local image kiln
     /// built.
     #[arg(value_name = "A")]
@@ -86,6 +87,10 @@ pub struct DiffArgs {
     /// With `--plan`: SOURCE_DATE_EPOCH for both sides.
     #[arg(long, value_name = "N", env = "SOURCE_DATE_EPOCH")]
     pub source_date_epoch: Option<u64>,
+    /// Registry access, for `docker://REF` or `registry:REF` sides (and
+    /// base images the store lacks, with `--plan`).
+    #[command(flatten)]
+    pub registry: super::pull::RegistryFlags,
 }
 
 /// Runs `kiln diff`; errors exit 2 (diff(1)'s "trouble").
@@ -115,8 +120,9 @@ fn run_inner(store_flag: Option<&Path>, args: &DiffArgs) -> anyhow::Result<ExitC
         },
     };
     let spool = store.tmp_dir()?;
-    let report = with_side(&store, &args.a, &options.platform, &mut |a| {
-        with_side(&store, &args.b, &options.platform, &mut |b| {
+    let registry = &args.registry;
+    let report = with_side(&store, registry, &args.a, &options.platform, &mut |a| {
+        with_side(&store, registry, &args.b, &options.platform, &mut |b| {
             Ok(image_diff::diff(
                 &a,
                 &b,
@@ -169,9 +175,10 @@ fn split_path<'a>(text: &'a str, exists: &dyn Fn(&Path) -> bool) -> (&'a str, Op
 }
 
 /// Opens one side and runs `f` on it. Every source is a [`BlobSource`]
-/// and a starting descriptor; a registry source plugs in here.
+/// and a starting descriptor.
 fn with_side<R>(
     store: &Store,
+    registry: &super::pull::RegistryFlags,
     spec: &str,
     platform: &Platform,
     f: &mut dyn FnMut(Side<'_>) -> anyhow::Result<R>,
@@ -205,10 +212,25 @@ fn with_side<R>(
             note: Some("docker-archive: the manifest is synthesized by kiln".into()),
         });
     }
-    if spec.starts_with("docker://") || spec.starts_with("registry:") {
-        anyhow::bail!(
-            "`{spec}`: kiln diff does not read registries yet\nhint: pull the image into the store first and compare it by name"
-        );
+    if let Some(text) = spec
+        .strip_prefix("docker://")
+        .or_else(|| spec.strip_prefix("registry:"))
+    {
+        // Pulled into the store first (blobs it has already are not
+        // fetched), then read from there like a local image.
+        let reference: crate::image::registry::Reference = text
+            .parse()
+            .with_context(|| format!("`{spec}` is not an image reference"))?;
+        let client = registry.client(platform.clone());
+        let pulled = super::pull::pull_to_store(store, &client, &reference)
+            .with_context(|| format!("failed to pull image `{spec}`"))?;
+        let blobs = StoreBlobs { store };
+        return f(Side {
+            label: spec.to_owned(),
+            source: &blobs,
+            top: pulled.index.unwrap_or(pulled.image.descriptor),
+            note: None,
+        });
     }
     let digest = super::image::resolve(store, spec).with_context(|| {
         format!("`{spec}` is not `oci:DIR`, `docker-archive:FILE` or a local image")
@@ -589,6 +611,7 @@ fn plan_side(
             build_args,
             source_date_epoch: args.source_date_epoch,
             exact_modes: false,
+            registry: args.registry.clone(),
         };
         let planned = make_plan(&flags, store)?;
         record(store, &planned.plan)?;

@@ -1,4 +1,4 @@
-//! `kiln image import|ls|export|rm`: local images in the store.
+//! `kiln image import|load|ls|export|rm`: local images in the store.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -34,6 +34,20 @@ pub enum ImageCommand {
         /// The timestamp for the image (default: `SOURCE_DATE_EPOCH`, else 0).
         #[arg(long, value_name = "N", env = "SOURCE_DATE_EPOCH")]
         source_date_epoch: Option<i64>,
+    },
+    /// Load an image from `oci:DIR[:REF]` or `docker-archive:FILE[:REF]`
+    /// into the store, every blob verified; prints its manifest digest.
+    Load {
+        /// `oci:DIR[:REF]` or `docker-archive:FILE[:REF]` (REF picks one
+        /// image of several).
+        source: String,
+        /// The local name, `NAME[:TAG]` (default: the archive's tags, or
+        /// the layout's REF when it is a full name).
+        #[arg(long, short = 't')]
+        tag: Option<String>,
+        /// The platform to pick from an image index, `OS/ARCH[/VARIANT]`.
+        #[arg(long, value_name = "OS/ARCH[/VARIANT]", default_value = "linux/amd64")]
+        platform: String,
     },
     /// List local images.
     Ls,
@@ -99,6 +113,73 @@ pub fn export(
     Ok(())
 }
 
+/// Splits `PATH[:REF]` like skopeo: the whole text when it names an
+/// existing file or directory, else at the first `:`.
+fn split_source(rest: &str) -> (&str, Option<&str>) {
+    if Path::new(rest).exists() {
+        return (rest, None);
+    }
+    match rest.split_once(':') {
+        Some((path, reference)) if !reference.is_empty() => (path, Some(reference)),
+        _ => (rest, None),
+    }
+}
+
+/// `kiln image load`: the image and the local names to give it.
+fn load(
+    store: &Store,
+    source: &str,
+    tag: Option<&str>,
+    platform: &str,
+) -> anyhow::Result<crate::digest::Sha256Digest> {
+    let sink = StoreBlobs { store };
+    let (image, names) = if let Some(rest) = source.strip_prefix("oci:") {
+        let (dir, reference) = split_source(rest);
+        let layout = crate::image::OciLayout::open(Path::new(dir))?;
+        let platform = super::pull::parse_platform(platform)?;
+        let image = layout.read_image(reference, &platform)?;
+        crate::image::blob::copy_image(&layout, &sink, &image)?;
+        // A layout's REF is often a bare tag; only a full name names it.
+        let names = reference
+            .filter(|r| r.contains(':') || r.contains('/'))
+            .map(|r| vec![r.to_owned()])
+            .unwrap_or_default();
+        (image, names)
+    } else if let Some(rest) = source.strip_prefix("docker-archive:") {
+        let (file, reference) = split_source(rest);
+        let archive = crate::image::docker_archive::DockerArchive::open(Path::new(file))?;
+        let image = archive.load(reference, &sink)?;
+        let names = match reference {
+            Some(r) => vec![r.to_owned()],
+            None => archive
+                .manifest()
+                .iter()
+                .flat_map(|m| m.repo_tags.iter().flatten().cloned())
+                .collect(),
+        };
+        (image, names)
+    } else {
+        anyhow::bail!(
+            "unknown image source `{source}`: use `oci:DIR[:REF]` or `docker-archive:FILE[:REF]`"
+        );
+    };
+    let names = match tag {
+        Some(t) => vec![t.to_owned()],
+        None => names,
+    };
+    if names.is_empty() {
+        anyhow::bail!(
+            "`{source}` names no image name to tag the loaded image {} with; give `--tag NAME[:TAG]`",
+            image.descriptor.digest
+        );
+    }
+    for name in &names {
+        let (n, t) = split_tag(name);
+        store.tag_image(n, t, &image.descriptor.digest, None)?;
+    }
+    Ok(image.descriptor.digest)
+}
+
 pub(super) fn run(store_flag: Option<&Path>, args: &ImageArgs) -> anyhow::Result<ExitCode> {
     let store = Store::open(&super::store::root(store_flag)?)?;
     let mut out = std::io::stdout().lock();
@@ -135,6 +216,14 @@ pub(super) fn run(store_flag: Option<&Path>, args: &ImageArgs) -> anyhow::Result
             let digest = image.descriptor.digest;
             let (n, t) = split_tag(tag);
             store.tag_image(n, t, &digest, None)?;
+            writeln!(out, "{digest}")?;
+        }
+        ImageCommand::Load {
+            source,
+            tag,
+            platform,
+        } => {
+            let digest = load(&store, source, tag.as_deref(), platform)?;
             writeln!(out, "{digest}")?;
         }
         ImageCommand::Ls => {

@@ -7,6 +7,9 @@ mod diff;
 mod image;
 mod parse;
 pub mod plan;
+mod progress;
+pub mod pull;
+mod push;
 mod run;
 mod show;
 mod store;
@@ -47,8 +50,13 @@ pub enum Command {
     /// Build an image from a Dockerfile; the last line on stdout is its
     /// manifest digest.
     Build(build::BuildArgs),
-    /// Local images: import, ls, export, rm.
+    /// Local images: import, load, ls, export, rm.
     Image(image::ImageArgs),
+    /// Pull an image from a registry into the store and tag it; prints its
+    /// manifest digest.
+    Pull(pull::PullArgs),
+    /// Push a local image to a registry; prints its manifest digest.
+    Push(push::PushArgs),
     /// Print a step's stored build log.
     Log(build::LogArgs),
     /// Run a command in the sandbox over a root filesystem directory.
@@ -70,6 +78,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Store(args) => store::run(cli.store.as_deref(), &args),
         Command::Build(args) => build::run(cli.store.as_deref(), &args),
         Command::Image(args) => image::run(cli.store.as_deref(), &args),
+        Command::Pull(args) => pull::run(cli.store.as_deref(), &args),
+        Command::Push(args) => push::run(cli.store.as_deref(), &args),
         Command::Log(args) => build::log(cli.store.as_deref(), &args),
         Command::Run(args) => run::run(cli.store.as_deref(), &args),
         Command::Diff(args) => Ok(diff::run(cli.store.as_deref(), &args)),
@@ -122,6 +132,22 @@ pub fn build_args(raw: &[String]) -> anyhow::Result<std::collections::BTreeMap<S
     Ok(out)
 }
 
+/// A size for people: `1536` as `1.5 KiB` (powers of 1024).
+pub(crate) fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
 /// Prints an error the way uv does: `error: ...`, one `caused by: ...` per
 /// source, then `hint: ...`.
 #[expect(clippy::print_stderr, reason = "cli is the only module that prints")]
@@ -151,9 +177,27 @@ pub fn report(err: &anyhow::Error) {
     }
     if let Some(hint) = err
         .chain()
+        .find_map(|e| e.downcast_ref::<crate::image::registry::RegistryError>())
+        .and_then(crate::image::registry::RegistryError::hint)
+    {
+        eprintln!("hint: {hint}");
+    }
+    if let Some(hint) = err
+        .chain()
         .find_map(|e| e.downcast_ref::<crate::sandbox::SandboxError>())
         .and_then(crate::sandbox::SandboxError::hint)
     {
         eprintln!("hint: {hint}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn bytes_are_human_readable() {
+        assert_eq!(super::human_bytes(0), "0 B");
+        assert_eq!(super::human_bytes(1023), "1023 B");
+        assert_eq!(super::human_bytes(1536), "1.5 KiB");
+        assert_eq!(super::human_bytes(3 * 1024 * 1024), "3.0 MiB");
     }
 }

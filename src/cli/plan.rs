@@ -6,19 +6,16 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-
 use std::collections::BTreeMap;
-use std::os::unix::ffi::OsStrExt;
 
 use serde::Serialize;
 
 use super::FileError;
-use crate::context::hash::{StatCache, StatKey};
 use crate::context::{self, hash as context_hash};
 use crate::digest::{Blake3Digest, Sha256Digest};
 use crate::dockerfile::{self, ParseError, stage};
 use crate::plan::{self, Plan, PlanError, Resolver};
-use crate::store::{DerivationKind, StatEntry, Store};
+use crate::store::{DerivationKind, Store};
 
 /// The inputs every building command shares (`plan`, later `build`, `lock`).
 #[derive(Debug, Args, Clone)]
@@ -43,6 +40,9 @@ pub struct BuildFlags {
     /// Hash context file modes exactly instead of masked with 022.
     #[arg(long)]
     pub exact_modes: bool,
+    /// Registry access, for base images the store lacks.
+    #[command(flatten)]
+    pub registry: super::pull::RegistryFlags,
 }
 
 impl BuildFlags {
@@ -65,14 +65,6 @@ pub struct PlanArgs {
     pub json: bool,
 }
 
-/// Resolves base images: `name@sha256:<hex>` by its digest, else a local
-/// image (`name[:tag]`, tag `latest` by default) from the store. Registries
-/// come with the image issue (#5).
-pub struct StoreResolver<'a> {
-    /// The store holding local images.
-    pub store: &'a Store,
-}
-
 /// Splits `name[:tag]` (a `:` after the last `/` starts the tag).
 pub fn split_tag(reference: &str) -> (&str, &str) {
     let slash = reference.rfind('/').map_or(0, |i| i + 1);
@@ -82,42 +74,229 @@ pub fn split_tag(reference: &str) -> (&str, &str) {
     }
 }
 
-impl Resolver for StoreResolver<'_> {
-    fn resolve(&self, reference: &str) -> Result<String, String> {
-        if let Some((_, digest)) = reference.rsplit_once('@') {
-            return digest
-                .parse::<Sha256Digest>()
-                .map(|d| d.to_string())
-                .map_err(|e| format!("bad digest `{digest}`: {e}"));
-        }
-        let (name, tag) = split_tag(reference);
-        match self.store.image(name, tag) {
-            Ok(Some(image)) => Ok(image.manifest.to_string()),
-            Ok(None) => Err(format!(
-                "no local image `{name}:{tag}` in the store, and kiln does not pull from registries yet"
-            )),
-            Err(e) => Err(e.to_string()),
+/// Why an image reference could not be resolved to a manifest digest.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    /// The reference is not in the store and the network is off.
+    #[error("no local image `{reference}`, and the network is off")]
+    Offline {
+        /// The reference as written.
+        reference: String,
+    },
+    /// The reference is not in the store and could not be pulled.
+    #[error("no local image `{reference}`, and pulling it failed")]
+    Pull {
+        /// The reference as written.
+        reference: String,
+        /// Why the pull failed.
+        #[source]
+        source: Box<super::pull::PullError>,
+    },
+    /// The reference is neither a local name nor a valid registry reference.
+    #[error("no local image `{reference}`")]
+    Invalid {
+        /// The reference as written.
+        reference: String,
+        /// Why it is no registry reference either.
+        #[source]
+        source: Box<crate::image::registry::RegistryError>,
+    },
+    /// A stored index could not be read.
+    #[error("failed to read the stored index {digest}")]
+    Index {
+        /// The index.
+        digest: Sha256Digest,
+        /// Why.
+        #[source]
+        source: Box<crate::image::ImageError>,
+    },
+    /// The store failed.
+    #[error("failed to read the store")]
+    Store(#[from] crate::store::StoreError),
+}
+
+impl ResolveError {
+    /// A `hint:` line, from the registry error when there is one.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            ResolveError::Offline { .. } => Some(
+                "bring the image into the store first (`kiln pull`, `kiln image load`, `kiln image import`)".into(),
+            ),
+            ResolveError::Pull { source, .. } => match source.as_ref() {
+                super::pull::PullError::Registry(e) => e.hint(),
+                super::pull::PullError::Store(_) => None,
+            },
+            _ => None,
         }
     }
 }
 
-/// The store's stat cache, loaded for the paths of one context walk.
-struct LoadedCache {
-    /// Keyed by path bytes: comparing bytes is much cheaper than comparing
-    /// `Path` components, and this map is probed once per context file.
-    entries: BTreeMap<Vec<u8>, StatEntry>,
+/// The one place base images (`FROM`) and `COPY --from=<image>` images
+/// become manifest digests. A reference in, a digest or an error out:
+/// - `name@sha256:<hex>`: that manifest if the store has it (an index in
+///   the store is followed to its linux/amd64 manifest), else pulled by
+///   digest;
+/// - `name[:tag]`: the local image of that name (tag `latest` by default,
+///   also under docker's short name: `docker.io/library/x` is `x`), else
+///   pulled from its registry and tagged locally.
+///
+/// With no client (offline), nothing is pulled: what the store lacks is an
+/// error. Answers are remembered, so a build asks the registry at most once
+/// per reference.
+pub struct StoreResolver<'a> {
+    store: &'a Store,
+    client: Option<crate::image::registry::Client>,
+    answers: std::cell::RefCell<BTreeMap<String, Result<Sha256Digest, std::rc::Rc<ResolveError>>>>,
 }
 
-impl StatCache for LoadedCache {
-    fn lookup(&self, path: &Path, key: &StatKey) -> Option<String> {
-        let e = self.entries.get(path.as_os_str().as_bytes())?;
-        let same = e.dev == key.dev
-            && e.inode == key.inode
-            && e.size == key.size
-            && i128::from(e.mtime_ns) == key.mtime_ns
-            && i128::from(e.ctime_ns) == key.ctime_ns
-            && e.mode == key.mode;
-        same.then(|| e.hash.to_string())
+impl<'a> StoreResolver<'a> {
+    /// A resolver that pulls what the store lacks with `client`, or never
+    /// touches the network when `client` is `None`.
+    pub fn new(store: &'a Store, client: Option<crate::image::registry::Client>) -> Self {
+        StoreResolver {
+            store,
+            client,
+            answers: std::cell::RefCell::new(BTreeMap::new()),
+        }
+    }
+
+    /// A resolver that never touches the network.
+    pub fn offline(store: &'a Store) -> Self {
+        Self::new(store, None)
+    }
+
+    /// The manifest digest `reference` names (see the type's docs).
+    pub fn resolve_image(
+        &self,
+        reference: &str,
+    ) -> Result<Sha256Digest, std::rc::Rc<ResolveError>> {
+        if let Some(answer) = self.answers.borrow().get(reference) {
+            return answer.clone();
+        }
+        let answer = self.lookup(reference).map_err(std::rc::Rc::new);
+        self.answers
+            .borrow_mut()
+            .insert(reference.to_owned(), answer.clone());
+        answer
+    }
+
+    /// The hint for a reference that failed to resolve, if any.
+    pub fn hint(&self, reference: &str) -> Option<String> {
+        match self.answers.borrow().get(reference) {
+            Some(Err(e)) => e.hint(),
+            _ => None,
+        }
+    }
+
+    fn lookup(&self, reference: &str) -> Result<Sha256Digest, ResolveError> {
+        use crate::image::registry::Reference;
+        if let Some((_, digest)) = reference.rsplit_once('@')
+            && let Ok(digest) = digest.parse::<Sha256Digest>()
+            && let Some(found) = self.stored_manifest(&digest)?
+        {
+            return Ok(found);
+        }
+        if !reference.contains('@') {
+            let (name, tag) = split_tag(reference);
+            if let Some(image) = self.store.image(name, tag)? {
+                return Ok(image.manifest);
+            }
+        }
+        let parsed: Reference = reference.parse().map_err(|source| ResolveError::Invalid {
+            reference: reference.to_owned(),
+            source: Box::new(source),
+        })?;
+        if parsed.digest.is_none()
+            && let Some(tag) = parsed.tag_or_latest()
+            && let Some(image) = self.store.image(&parsed.familiar_name(), tag)?
+        {
+            return Ok(image.manifest);
+        }
+        let Some(client) = &self.client else {
+            return Err(ResolveError::Offline {
+                reference: reference.to_owned(),
+            });
+        };
+        let pulled = super::pull::pull_to_store(self.store, client, &parsed).map_err(|source| {
+            ResolveError::Pull {
+                reference: reference.to_owned(),
+                source: Box::new(source),
+            }
+        })?;
+        Ok(pulled.image.descriptor.digest)
+    }
+
+    /// `digest` as a manifest in the store: itself, or for a stored index
+    /// its stored linux/amd64 manifest.
+    fn stored_manifest(&self, digest: &Sha256Digest) -> Result<Option<Sha256Digest>, ResolveError> {
+        use crate::image::oci::{Index, media_type};
+        let Some(path) = self.store.blob_path(digest)? else {
+            return Ok(None);
+        };
+        let media = self.store.blob_media_type(digest)?.unwrap_or_default();
+        if media != media_type::INDEX && media != media_type::DOCKER_MANIFEST_LIST {
+            return Ok(Some(*digest));
+        }
+        let index_error = |source| ResolveError::Index {
+            digest: *digest,
+            source: Box::new(source),
+        };
+        let bytes = std::fs::read(&path).map_err(|e| {
+            index_error(crate::image::ImageError::Read {
+                path: path.clone(),
+                source: e,
+            })
+        })?;
+        let index: Index = serde_json::from_slice(&bytes).map_err(|e| {
+            index_error(crate::image::ImageError::Json {
+                what: format!("index {digest}"),
+                source: e,
+            })
+        })?;
+        let chosen = crate::image::layout::select_platform(
+            &index.manifests,
+            &crate::image::Platform::linux_amd64(),
+        )
+        .map_err(index_error)?;
+        Ok(self.store.blob_path(&chosen.digest)?.map(|_| chosen.digest))
+    }
+}
+
+/// Renders an error and its sources as one line.
+fn one_line(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+impl Resolver for StoreResolver<'_> {
+    fn resolve(&self, reference: &str) -> Result<String, String> {
+        self.resolve_image(reference)
+            .map(|d| d.to_string())
+            .map_err(|e| one_line(e.as_ref()))
+    }
+}
+
+/// Base image configs from the store (pulled first if needed): the
+/// image's manifest, then its config (`Env`, `WorkingDir`, `User`,
+/// `Shell`, `OnBuild`).
+impl stage::BaseImages for StoreResolver<'_> {
+    fn config(&self, reference: &str) -> Option<stage::BaseConfig> {
+        let digest = self.resolve_image(reference).ok()?;
+        let image = crate::build::read_stored_image(self.store, &digest).ok()?;
+        let c = image.config.config;
+        Some(stage::BaseConfig {
+            env: c.env,
+            working_dir: c.working_dir.unwrap_or_default(),
+            user: c.user.unwrap_or_default(),
+            shell: c.shell,
+            onbuild: c.on_build,
+        })
     }
 }
 
@@ -133,32 +312,44 @@ pub struct Planned {
     pub files: Vec<plan::ContextFile>,
     /// The context root, canonical.
     pub root: PathBuf,
+    /// What reading the context took.
+    pub context: ContextStats,
 }
 
-/// Base image configs read from the store: the image's manifest, then its
-/// config (`Env`, `WorkingDir`, `User`, `Shell`, `OnBuild`).
-pub struct StoreBases<'a> {
-    /// The store holding local images.
-    pub store: &'a Store,
+/// What reading the build context took: printed as one line on stderr, as
+/// docker build reports transferring its context.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ContextStats {
+    /// Entries in the context (after `.dockerignore`).
+    pub files: usize,
+    /// Files whose hash came from the stat cache.
+    pub cached: usize,
+    /// Files read and hashed.
+    pub read: usize,
+    /// Bytes read.
+    pub read_bytes: u64,
+    /// Walk, stat cache and hashing, in seconds.
+    pub seconds: f64,
 }
 
-impl stage::BaseImages for StoreBases<'_> {
-    fn config(&self, reference: &str) -> Option<stage::BaseConfig> {
-        let digest: Sha256Digest = StoreResolver { store: self.store }
-            .resolve(reference)
-            .ok()?
-            .parse()
-            .ok()?;
-        let image = crate::build::read_stored_image(self.store, &digest).ok()?;
-        let c = image.config.config;
-        Some(stage::BaseConfig {
-            env: c.env,
-            working_dir: c.working_dir.unwrap_or_default(),
-            user: c.user.unwrap_or_default(),
-            shell: c.shell,
-            onbuild: c.on_build,
-        })
+impl std::fmt::Display for ContextStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "context: {} entries, {} files from the stat cache, {} read ({} bytes) in {:.3}s",
+            self.files, self.cached, self.read, self.read_bytes, self.seconds
+        )
     }
+}
+
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the stat cache trusts only files changed well before now; never hashed"
+)]
+fn unix_now_ns() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(0))
 }
 
 fn located(file: &Path, line: usize, message: String) -> FileError {
@@ -168,7 +359,20 @@ fn located(file: &Path, line: usize, message: String) -> FileError {
 /// Reads the Dockerfile and context and plans the build; context hashes go
 /// through the store's stat cache.
 pub fn make_plan(flags: &BuildFlags, store: &Store) -> anyhow::Result<Planned> {
-    let resolver = StoreResolver { store };
+    let resolver = StoreResolver::new(
+        store,
+        Some(flags.registry.client(crate::image::Platform::linux_amd64())),
+    );
+    make_plan_with(flags, store, &resolver)
+}
+
+/// [`make_plan`] with base images resolved by `resolver` (an offline one,
+/// for instance).
+pub fn make_plan_with(
+    flags: &BuildFlags,
+    store: &Store,
+    resolver: &StoreResolver<'_>,
+) -> anyhow::Result<Planned> {
     let file = flags.dockerfile();
     let bytes =
         std::fs::read(&file).with_context(|| format!("failed to read {}", file.display()))?;
@@ -178,58 +382,54 @@ pub fn make_plan(flags: &BuildFlags, store: &Store) -> anyhow::Result<Planned> {
         target: flags.target.clone(),
         ..stage::Options::default()
     };
-    let evaluation = stage::evaluate(&parsed, &options, &StoreBases { store })
-        .map_err(|e| FileError::new(&file, e))?;
-    let matcher = context::load_ignore(&flags.context, &file)?;
-    let entries = context::walk(&flags.context, &matcher)?;
-    let modes = if flags.exact_modes {
-        context_hash::Modes::Exact
-    } else {
-        context_hash::Modes::Masked
-    };
+    let evaluation =
+        stage::evaluate(&parsed, &options, resolver).map_err(|e| FileError::new(&file, e))?;
     let root = std::fs::canonicalize(&flags.context).with_context(|| {
         format!(
             "failed to open the build context {}",
             flags.context.display()
         )
     })?;
-    let cache = LoadedCache {
-        entries: store
-            .stat_cache_under(&root)?
-            .into_iter()
-            .map(|e| (e.path.as_os_str().as_bytes().to_vec(), e))
-            .collect(),
+    let started = std::time::Instant::now();
+    let walk_started_ns = unix_now_ns();
+    let matcher = context::load_ignore(&root, &file)?;
+    let entries = context::walk(&root, &matcher)?;
+    let modes = if flags.exact_modes {
+        context_hash::Modes::Exact
+    } else {
+        context_hash::Modes::Masked
     };
-    let (files, fresh) = context_hash::hash(&root, &entries, &cache, modes)?;
-    let fresh: Vec<StatEntry> = fresh
-        .into_iter()
-        .filter_map(|f| {
-            Some(StatEntry {
-                path: f.path,
-                dev: f.key.dev,
-                inode: f.key.inode,
-                size: f.key.size,
-                mtime_ns: i64::try_from(f.key.mtime_ns).ok()?,
-                ctime_ns: i64::try_from(f.key.ctime_ns).ok()?,
-                mode: f.key.mode,
-                hash: f.hash.parse().ok()?,
-            })
-        })
-        .collect();
-    store.stat_cache_put(&fresh)?;
+    // The stat cache for this root, merge-joined with the sorted walk:
+    // unchanged files keep their hash without being read.
+    let cache = store.context_cache(&root)?.unwrap_or_default();
+    let known = context_hash::join_cache(&entries, &cache);
+    let (files, fresh) = context_hash::hash(&root, &entries, known.hashes, modes)?;
+    if !fresh.is_empty() || known.used != known.listed {
+        let (bytes, count) = context_hash::encode_cache(&entries, &files, walk_started_ns);
+        store.put_context_cache(&root, &bytes, count)?;
+    }
+    let stats = ContextStats {
+        files: files.len(),
+        cached: known.used,
+        read: fresh.len(),
+        read_bytes: fresh.iter().map(|f| f.key.size).sum(),
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    #[expect(clippy::print_stderr, reason = "cli prints")]
+    {
+        eprintln!("{stats}");
+    }
     let plan = plan::plan(
         &evaluation,
         &files,
-        &resolver,
+        resolver,
         flags.source_date_epoch.unwrap_or(0),
     )
     .map_err(|e: PlanError| {
         let hint = match &e {
-            PlanError::Image { .. } => {
-                Some("pass the image by digest, e.g. `--build-arg BASE=name@sha256:...`")
-            }
+            PlanError::Image { reference, .. } => resolver.hint(reference),
             PlanError::Source { .. } => {
-                Some("check the path against the context and .dockerignore")
+                Some("check the path against the context and .dockerignore".to_owned())
             }
         };
         let err = located(&file, e.line(), e.to_string());
@@ -244,6 +444,7 @@ pub fn make_plan(flags: &BuildFlags, store: &Store) -> anyhow::Result<Planned> {
         plan,
         files,
         root,
+        context: stats,
     })
 }
 
@@ -379,4 +580,50 @@ pub(super) fn run(store_flag: Option<&Path>, args: &PlanArgs) -> anyhow::Result<
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_offline_resolver_finds_local_images_and_never_pulls() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let manifest = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000","size":2},"layers":[]}"#;
+        let (digest, _) = store
+            .add_blob(
+                &mut &manifest[..],
+                crate::image::oci::media_type::MANIFEST,
+                None,
+            )
+            .unwrap();
+        store.tag_image("busybox", "1", &digest, None).unwrap();
+        let resolver = StoreResolver::offline(&store);
+        // Local names, also in docker's long form, and stored digests.
+        assert_eq!(resolver.resolve_image("busybox:1").unwrap(), digest);
+        assert_eq!(
+            resolver
+                .resolve_image("docker.io/library/busybox:1")
+                .unwrap(),
+            digest
+        );
+        assert_eq!(
+            resolver
+                .resolve_image(&format!("anything@{digest}"))
+                .unwrap(),
+            digest
+        );
+        // What the store lacks is an error that says the network is off.
+        for missing in [
+            "127.0.0.1:1/x:1".to_owned(),
+            format!("busybox@sha256:{}", "1".repeat(64)),
+        ] {
+            let e = resolver.resolve_image(&missing).unwrap_err();
+            assert!(matches!(*e, ResolveError::Offline { .. }), "{e}");
+            assert!(e.hint().unwrap().contains("kiln pull"));
+        }
+        let e = resolver.resolve("Not A Reference").unwrap_err();
+        assert!(e.contains("invalid image reference"), "{e}");
+    }
 }

@@ -104,7 +104,7 @@ pub(super) fn run(store_flag: Option<&Path>, args: &StoreArgs) -> anyhow::Result
                         "{:<13} {} ({})",
                         format!("{what}:"),
                         c.count,
-                        bytes(c.bytes)
+                        super::human_bytes(c.bytes)
                     )?;
                 }
                 for (what, n) in [
@@ -116,7 +116,11 @@ pub(super) fn run(store_flag: Option<&Path>, args: &StoreArgs) -> anyhow::Result
                 ] {
                     writeln!(out, "{:<13} {n}", format!("{what}:"))?;
                 }
-                writeln!(out, "database:     {}", bytes(info.database_bytes))?;
+                writeln!(
+                    out,
+                    "database:     {}",
+                    super::human_bytes(info.database_bytes)
+                )?;
             }
         }
         StoreCommand::Add { paths, json } => {
@@ -183,7 +187,7 @@ pub(super) fn run(store_flag: Option<&Path>, args: &StoreArgs) -> anyhow::Result
                     "deleted"
                 },
                 report.deleted.len(),
-                bytes(report.freed_bytes)
+                super::human_bytes(report.freed_bytes)
             );
         }
     }
@@ -236,36 +240,8 @@ fn print_gc(out: &mut dyn Write, report: &GcReport, json: bool) -> anyhow::Resul
             "{verb} {} {} ({})",
             item.kind,
             item.id,
-            bytes(item.bytes)
+            super::human_bytes(item.bytes)
         )?;
     }
     Ok(())
-}
-
-fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bytes_are_human_readable() {
-        assert_eq!(bytes(0), "0 B");
-        assert_eq!(bytes(1023), "1023 B");
-        assert_eq!(bytes(1536), "1.5 KiB");
-        assert_eq!(bytes(3 * 1024 * 1024), "3.0 MiB");
-    }
 }

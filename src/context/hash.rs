@@ -48,20 +48,156 @@ impl StatKey {
     }
 }
 
-/// A previously computed hash for a path, if its stat key still matches.
-pub trait StatCache: Sync {
-    /// The cached `blake3:<hex>` of `path` (absolute) in state `key`.
-    fn lookup(&self, path: &Path, key: &StatKey) -> Option<String>;
+/// The first bytes of an encoded stat cache ([`encode_cache`]).
+pub const CACHE_VERSION: &[u8] = b"kiln-stat-v1\n";
+
+/// Bytes per cached file besides its path: path length (u32), dev, inode,
+/// size, mtime, ctime (u64 or i64 each), mode (u32), blake3 (32).
+const RECORD: usize = 4 + 5 * 8 + 4 + 32;
+
+/// What a stat cache (as [`encode_cache`] wrote it) knows of a walk.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Known {
+    /// `hashes[i]`: the cached hash of `entries[i]`, when its stat key is
+    /// unchanged.
+    pub hashes: Vec<Option<String>>,
+    /// How many files the cache listed (0 if it did not decode).
+    pub listed: usize,
+    /// How many of those were used.
+    pub used: usize,
 }
 
-/// No cache: every file is read.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoCache;
-
-impl StatCache for NoCache {
-    fn lookup(&self, _path: &Path, _key: &StatKey) -> Option<String> {
-        None
+/// Joins an encoded stat cache with a walk's entries. Both are sorted by
+/// path bytes below the context root, so one merge pass pairs them: an
+/// entry whose cached [`StatKey`] is unchanged keeps the cached hash. A
+/// cache that does not decode is ignored (it is only a cache).
+pub fn join_cache(entries: &[Entry], cache: &[u8]) -> Known {
+    let mut known = Known {
+        hashes: vec![None; entries.len()],
+        ..Known::default()
+    };
+    let Some(records) = cache.strip_prefix(CACHE_VERSION) else {
+        return known;
+    };
+    let mut rest = records;
+    let mut next = 0;
+    let mut listed = 0;
+    let mut hits = Vec::new();
+    while !rest.is_empty() {
+        let Some((rel, key, hash, tail)) = decode_record(rest) else {
+            return known;
+        };
+        rest = tail;
+        listed += 1;
+        while let Some(entry) = entries.get(next) {
+            match entry.path_bytes().cmp(rel) {
+                std::cmp::Ordering::Less => next += 1,
+                std::cmp::Ordering::Greater => break,
+                std::cmp::Ordering::Equal => {
+                    if entry.kind == EntryKind::File && StatKey::of(entry) == key {
+                        hits.push((next, hash));
+                    }
+                    next += 1;
+                    break;
+                }
+            }
+        }
     }
+    known.listed = listed;
+    known.used = hits.len();
+    for (i, hash) in hits {
+        known.hashes[i] = Some(hash_text(hash));
+    }
+    known
+}
+
+/// `blake3:<hex>` without intermediate allocations (a warm plan of a large
+/// context makes one per file).
+fn hash_text(hash: &[u8; 32]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(7 + 64);
+    text.push_str("blake3:");
+    for byte in hash {
+        text.push(char::from(HEX[usize::from(byte >> 4)]));
+        text.push(char::from(HEX[usize::from(byte & 15)]));
+    }
+    text
+}
+
+/// One decoded cache record: path, stat key, hash, and the bytes after it.
+type Record<'a> = (&'a [u8], StatKey, &'a [u8; 32], &'a [u8]);
+
+fn decode_record(bytes: &[u8]) -> Option<Record<'_>> {
+    let len = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
+    let rel = bytes.get(4..4 + len)?;
+    let fixed = bytes.get(4 + len..len + RECORD)?;
+    let u64_at = |i: usize| u64::from_le_bytes(fixed[i..i + 8].try_into().expect("8 bytes"));
+    let key = StatKey {
+        dev: u64_at(0),
+        inode: u64_at(8),
+        size: u64_at(16),
+        mtime_ns: i128::from(u64_at(24).cast_signed()),
+        ctime_ns: i128::from(u64_at(32).cast_signed()),
+        mode: u32::from_le_bytes(fixed[40..44].try_into().expect("4 bytes")),
+    };
+    let hash = fixed[44..76].try_into().expect("32 bytes");
+    Some((rel, key, hash, &bytes[len + RECORD..]))
+}
+
+/// Encodes the stat cache of a hashed walk: every regular file of
+/// `entries` with its hash from `files` (both as [`hash`] gave them).
+/// Returns the bytes and how many files they list.
+///
+/// A file changed less than a second before `walk_started_ns` (Unix
+/// nanoseconds, read before the walk) is left out. File timestamps come
+/// from a coarse clock (one tick is up to 10 ms), so a file changed again
+/// within the tick in which kiln read it keeps its ctime; only a file whose
+/// last change is well before the walk can be trusted by its stat fields
+/// (git's "racily clean" entries, the same problem).
+pub fn encode_cache(
+    entries: &[Entry],
+    files: &[ContextFile],
+    walk_started_ns: i128,
+) -> (Vec<u8>, u64) {
+    let cutoff = walk_started_ns - 1_000_000_000;
+    let mut out = Vec::with_capacity(CACHE_VERSION.len() + entries.len() * (RECORD + 24));
+    out.extend_from_slice(CACHE_VERSION);
+    let mut count = 0;
+    for (entry, file) in entries.iter().zip(files) {
+        let key = StatKey::of(entry);
+        if entry.kind != EntryKind::File || key.ctime_ns >= cutoff || key.mtime_ns >= cutoff {
+            continue;
+        }
+        let Some(hash) = file
+            .hash
+            .strip_prefix("blake3:")
+            .and_then(|h| <[u8; 32]>::try_from(hex::decode(h).ok()?).ok())
+        else {
+            continue;
+        };
+        let (Ok(len), Ok(mtime), Ok(ctime)) = (
+            u32::try_from(entry.path_bytes().len()),
+            i64::try_from(key.mtime_ns),
+            i64::try_from(key.ctime_ns),
+        ) else {
+            continue;
+        };
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(entry.path_bytes());
+        for v in [
+            key.dev,
+            key.inode,
+            key.size,
+            mtime.cast_unsigned(),
+            ctime.cast_unsigned(),
+        ] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.extend_from_slice(&key.mode.to_le_bytes());
+        out.extend_from_slice(&hash);
+        count += 1;
+    }
+    (out, count)
 }
 
 /// A file that had to be read, for the caller to put into the cache.
@@ -107,16 +243,20 @@ pub enum Modes {
 
 /// Hashes every regular file of `entries` (a walk of `root`) and returns the
 /// plan's view of the context, sorted by path, plus the files that had to be
-/// read.
+/// read. `known[i]`, when present, is the hash of `entries[i]` vouched for
+/// by the stat cache (see [`join_cache`]); such a file is not read.
 pub fn hash(
     root: &Path,
     entries: &[Entry],
-    cache: &dyn StatCache,
+    mut known: Vec<Option<String>>,
     modes: Modes,
 ) -> Result<(Vec<ContextFile>, Vec<Fresh>), HashError> {
+    known.resize(entries.len(), None);
     let results: Vec<Result<(ContextFile, Option<Fresh>), HashError>> = entries
         .par_iter()
-        .map(|entry| {
+        .zip(known)
+        .with_min_len(64)
+        .map(|(entry, known)| {
             let path = entry
                 .path
                 .to_str()
@@ -138,22 +278,19 @@ pub fn hash(
                     })?;
                     (FileKind::Symlink, target.to_string(), None)
                 }
-                EntryKind::File => {
-                    let full = root.join(&entry.path);
-                    let key = StatKey::of(entry);
-                    match cache.lookup(&full, &key) {
-                        Some(hash) => (FileKind::File, hash, None),
-                        None => {
-                            let hash = hash_file(&full)?;
-                            let fresh = Fresh {
-                                path: full,
-                                key,
-                                hash: hash.clone(),
-                            };
-                            (FileKind::File, hash, Some(fresh))
-                        }
+                EntryKind::File => match known {
+                    Some(hash) => (FileKind::File, hash, None),
+                    None => {
+                        let full = root.join(&entry.path);
+                        let hash = hash_file(&full)?;
+                        let fresh = Fresh {
+                            path: full,
+                            key: StatKey::of(entry),
+                            hash: hash.clone(),
+                        };
+                        (FileKind::File, hash, Some(fresh))
                     }
-                }
+                },
             };
             Ok((
                 ContextFile {
@@ -218,7 +355,7 @@ mod tests {
         std::fs::create_dir(dir.path().join("d")).unwrap();
         std::os::unix::fs::symlink("a", dir.path().join("l")).unwrap();
         let entries = walk(dir.path(), &Matcher::new(Vec::new())).unwrap();
-        let (files, fresh) = hash(dir.path(), &entries, &NoCache, Modes::Masked).unwrap();
+        let (files, fresh) = hash(dir.path(), &entries, Vec::new(), Modes::Masked).unwrap();
         assert_eq!(files[0].path, "a");
         assert_eq!(
             files[0].hash,
@@ -231,23 +368,51 @@ mod tests {
             (FileKind::Symlink, "a")
         );
         assert_eq!(fresh.len(), 1);
-        let (exact, _) = hash(dir.path(), &entries, &NoCache, Modes::Exact).unwrap();
+        let (exact, _) = hash(dir.path(), &entries, Vec::new(), Modes::Exact).unwrap();
         assert_eq!(exact[0].mode, 0o664);
     }
 
     #[test]
     fn cached_hash_is_used_without_reading() {
-        struct Always;
-        impl StatCache for Always {
-            fn lookup(&self, _p: &Path, _k: &StatKey) -> Option<String> {
-                Some("blake3:cached".into())
-            }
+        let dir = tempfile::tempdir().unwrap();
+        for (name, content) in [("a", "x"), ("b", "y"), ("c", "z")] {
+            std::fs::write(dir.path().join(name), content).unwrap();
         }
+        let entries = walk(dir.path(), &Matcher::new(Vec::new())).unwrap();
+        let (files, _) = hash(dir.path(), &entries, Vec::new(), Modes::Masked).unwrap();
+        // Written "two seconds after" the walk started: all three trusted.
+        let now = StatKey::of(&entries[2]).ctime_ns + 2_000_000_000;
+        let (mut cache, count) = encode_cache(&entries, &files, now);
+        assert_eq!(count, 3);
+        // A cache from another kiln version, or cut short, is ignored.
+        assert_eq!(join_cache(&entries, b"kiln-stat-v0\n").used, 0);
+        assert_eq!(join_cache(&entries, &cache[..cache.len() - 1]).used, 0);
+        let mut changed = entries.clone();
+        changed[1].mtime.nanos ^= 1;
+        let known = join_cache(&changed, &cache);
+        assert_eq!((known.listed, known.used), (3, 2));
+        assert!(known.hashes[1].is_none(), "b's stat key changed");
+        // Lie in the cache about a's content: the lie is used unread.
+        let at = cache.len() - 2 * (RECORD + 1) - 32;
+        cache[at..at + 32].copy_from_slice(&[7; 32]);
+        let known = join_cache(&changed, &cache);
+        let (files, fresh) = hash(dir.path(), &changed, known.hashes, Modes::Masked).unwrap();
+        assert_eq!(files[0].hash, format!("blake3:{}", hex::encode([7; 32])));
+        assert_eq!(
+            files[2].hash,
+            format!("blake3:{}", blake3::hash(b"z").to_hex())
+        );
+        assert_eq!(fresh.len(), 1, "only b is read");
+    }
+
+    #[test]
+    fn recently_changed_files_are_not_cached() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a"), b"x").unwrap();
         let entries = walk(dir.path(), &Matcher::new(Vec::new())).unwrap();
-        let (files, fresh) = hash(dir.path(), &entries, &Always, Modes::Masked).unwrap();
-        assert_eq!(files[0].hash, "blake3:cached");
-        assert!(fresh.is_empty());
+        let (files, _) = hash(dir.path(), &entries, Vec::new(), Modes::Masked).unwrap();
+        let changed = StatKey::of(&entries[0]).ctime_ns;
+        assert_eq!(encode_cache(&entries, &files, changed + 500_000_000).1, 0);
+        assert_eq!(encode_cache(&entries, &files, changed + 1_500_000_000).1, 1);
     }
 }

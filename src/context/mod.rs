@@ -172,11 +172,19 @@ pub fn walk(root: &Path, matcher: &Matcher) -> Result<Vec<Entry>, ContextError> 
 }
 
 /// [`walk`] with an explicit rule for entering excluded directories.
+///
+/// The walk goes level by level (no recursion, so depth is bounded by the
+/// tree, not by a stack): every directory of a level is listed in parallel
+/// (rayon), and within a directory the listed names are `lstat`ed in
+/// parallel relative to the open directory (`statx(dirfd, name)`, no
+/// absolute path lookups). Which names are listed is decided from the
+/// directory entries' types (`d_type`) and the ignore patterns.
 pub fn walk_with(
     root: &Path,
     matcher: &Matcher,
     pruning: Pruning,
 ) -> Result<Vec<Entry>, ContextError> {
+    use rayon::prelude::*;
     // Like fsutil, the root may be a symlink to a directory.
     let meta = fs::metadata(root).map_err(|source| ContextError::OpenRoot {
         path: root.to_path_buf(),
@@ -187,87 +195,176 @@ pub fn walk_with(
             path: root.to_path_buf(),
         });
     }
-    let names = read_dir_sorted(root).map_err(|source| ContextError::ReadDir {
-        path: root.to_path_buf(),
-        source,
-    })?;
-
     let mut out = Vec::new();
-    // An explicit stack: depth is bounded by the tree, not by our stack.
-    let mut stack = vec![Frame {
+    // Excluded directories entered to look for exceptions: listed only if
+    // they end up holding a listed path (F183).
+    let mut pending = Vec::new();
+    let mut level = vec![Dir {
         abs: root.to_path_buf(),
         rel: Vec::new(),
-        names: names.into_iter(),
         info: MatchInfo::default(),
-        pending: None,
+        excluded: false,
     }];
-    while let Some(frame) = stack.last_mut() {
-        let Some(name) = frame.names.next() else {
-            stack.pop();
-            continue;
+    while !level.is_empty() {
+        let listed: Vec<Result<Listing, ContextError>> = level
+            .par_iter()
+            .map(|dir| list_dir(dir, matcher, pruning, dir.rel.is_empty()))
+            .collect();
+        level = Vec::new();
+        for listing in listed {
+            let listing = listing?;
+            out.extend(listing.entries);
+            pending.extend(listing.pending);
+            level.extend(listing.dirs);
+        }
+    }
+    out.par_sort_unstable_by(|a, b| a.path_bytes().cmp(b.path_bytes()));
+    if !pending.is_empty() {
+        let holding: Vec<Entry> = pending
+            .into_iter()
+            .filter(|dir: &Entry| {
+                let mut prefix = dir.path_bytes().to_vec();
+                prefix.push(b'/');
+                let i = out.partition_point(|e| e.path_bytes() < prefix.as_slice());
+                out.get(i)
+                    .is_some_and(|e| e.path_bytes().starts_with(&prefix))
+            })
+            .collect();
+        out.extend(holding);
+        out.par_sort_unstable_by(|a, b| a.path_bytes().cmp(b.path_bytes()));
+    }
+    Ok(out)
+}
+
+/// A directory to list.
+struct Dir {
+    abs: PathBuf,
+    rel: Vec<u8>,
+    /// This directory's pattern results, for its children.
+    info: MatchInfo,
+    /// Excluded, entered only because an exception may reach inside.
+    excluded: bool,
+}
+
+/// What listing one directory found.
+struct Listing {
+    /// Listed entries.
+    entries: Vec<Entry>,
+    /// Excluded directories entered for exceptions, not listed yet.
+    pending: Vec<Entry>,
+    /// Directories to list next.
+    dirs: Vec<Dir>,
+}
+
+/// Lists one directory: matches each name, `lstat`s those kept.
+fn list_dir(
+    dir: &Dir,
+    matcher: &Matcher,
+    pruning: Pruning,
+    is_root: bool,
+) -> Result<Listing, ContextError> {
+    use rayon::prelude::*;
+    let mut listing = Listing {
+        entries: Vec::new(),
+        pending: Vec::new(),
+        dirs: Vec::new(),
+    };
+    let read = fs::read_dir(&dir.abs).and_then(|it| it.collect::<io::Result<Vec<_>>>());
+    let children = match read {
+        Ok(children) => children,
+        // fsutil tolerates an unreadable directory it only entered to
+        // look for exceptions.
+        Err(err)
+            if !is_root
+                && (vanished(&err)
+                    || (dir.excluded && err.kind() == io::ErrorKind::PermissionDenied)) =>
+        {
+            return Ok(listing);
+        }
+        Err(source) => {
+            return Err(ContextError::ReadDir {
+                path: dir.abs.clone(),
+                source,
+            });
+        }
+    };
+    // Which names are kept, and how.
+    struct Kept {
+        child: fs::DirEntry,
+        rel: Vec<u8>,
+        info: Option<MatchInfo>,
+        excluded: bool,
+    }
+    let mut kept = Vec::new();
+    for child in children {
+        let is_dir = match child.file_type() {
+            Ok(t) => t.is_dir(),
+            Err(err) if vanished(&err) => continue,
+            Err(source) => {
+                return Err(ContextError::Stat {
+                    path: child.path(),
+                    source,
+                });
+            }
         };
-        let abs = frame.abs.join(&name);
-        let mut rel = frame.rel.clone();
+        let mut rel = dir.rel.clone();
         if !rel.is_empty() {
             rel.push(b'/');
         }
-        rel.extend_from_slice(name.as_bytes());
-        let meta = match fs::symlink_metadata(&abs) {
-            Ok(meta) => meta,
-            Err(err) if vanished(&err) => continue,
-            Err(source) => return Err(ContextError::Stat { path: abs, source }),
-        };
-        let (excluded, info) = matcher.matches_with_parent(&rel, &frame.info);
-        let is_dir = meta.file_type().is_dir();
-
-        if excluded {
-            if is_dir && matcher.must_enter_excluded_dir(&rel, pruning) {
-                let names = match read_dir_sorted(&abs) {
-                    Ok(names) => names,
-                    // fsutil tolerates an unreadable directory it only
-                    // entered to look for exceptions.
-                    Err(err) if vanished(&err) || err.kind() == io::ErrorKind::PermissionDenied => {
-                        Vec::new()
-                    }
-                    Err(source) => return Err(ContextError::ReadDir { path: abs, source }),
-                };
-                let entry = make_entry(&abs, rel.clone(), &meta)?;
-                stack.push(Frame {
-                    abs,
-                    rel,
-                    names: names.into_iter(),
-                    info,
-                    pending: Some(entry),
-                });
-            }
+        rel.extend_from_slice(child.file_name().as_bytes());
+        let (excluded, info) = matcher.matches_with_parent(&rel, &dir.info);
+        if excluded && !(is_dir && matcher.must_enter_excluded_dir(&rel, pruning)) {
             continue;
         }
-
-        // An included path brings its excluded-but-entered parents along.
-        for frame in &mut stack {
-            if let Some(parent) = frame.pending.take() {
-                out.push(parent);
-            }
-        }
-        out.push(make_entry(&abs, rel.clone(), &meta)?);
-        if is_dir {
-            let names = match read_dir_sorted(&abs) {
-                Ok(names) => names,
-                Err(err) if vanished(&err) => Vec::new(),
-                Err(source) => return Err(ContextError::ReadDir { path: abs, source }),
-            };
-            stack.push(Frame {
-                abs,
-                rel,
-                names: names.into_iter(),
-                info,
-                pending: None,
-            });
-        }
+        kept.push(Kept {
+            child,
+            rel,
+            info: is_dir.then_some(info),
+            excluded,
+        });
     }
-    // Depth-first order differs from byte order (`a/b` vs `a-c`); sort.
-    out.sort_by(|a, b| a.path_bytes().cmp(b.path_bytes()));
-    Ok(out)
+    /// An entry, the directory to list if it is one, whether excluded.
+    type Stated = Option<(Entry, Option<Dir>, bool)>;
+    let stated: Vec<Result<Stated, ContextError>> = kept
+        .into_par_iter()
+        .with_min_len(128)
+        .map(|k| {
+            let meta = match k.child.metadata() {
+                Ok(meta) => meta,
+                Err(err) if vanished(&err) => return Ok(None),
+                Err(source) => {
+                    return Err(ContextError::Stat {
+                        path: k.child.path(),
+                        source,
+                    });
+                }
+            };
+            // The type from lstat decides: a name replaced by a directory
+            // since it was read is entered, one no longer a directory is not.
+            let sub = meta.is_dir().then(|| Dir {
+                abs: k.child.path(),
+                rel: k.rel.clone(),
+                info: k.info.unwrap_or_default(),
+                excluded: k.excluded,
+            });
+            let entry = make_entry(|| k.child.path(), k.rel, &meta)?;
+            Ok(Some((entry, sub, k.excluded)))
+        })
+        .collect();
+    for item in stated {
+        let Some((entry, sub, excluded)) = item? else {
+            continue;
+        };
+        if excluded {
+            if sub.is_some() {
+                listing.pending.push(entry);
+            }
+        } else {
+            listing.entries.push(entry);
+        }
+        listing.dirs.extend(sub);
+    }
+    Ok(listing)
 }
 
 /// Reads the ignore file for a build (F176): `<Dockerfile>.dockerignore`
@@ -297,17 +394,6 @@ pub fn load_ignore(context: &Path, dockerfile: &Path) -> Result<Matcher, Context
     Ok(Matcher::default())
 }
 
-/// One directory being listed.
-struct Frame {
-    abs: PathBuf,
-    rel: Vec<u8>,
-    names: std::vec::IntoIter<OsString>,
-    /// This directory's pattern results, for its children.
-    info: MatchInfo,
-    /// This directory's entry if it is excluded and not yet listed.
-    pending: Option<Entry>,
-}
-
 /// Whether an error means the path is gone (fsutil's `isNotExist`:
 /// `ENOENT` or `ENOTDIR`).
 fn vanished(err: &io::Error) -> bool {
@@ -317,27 +403,20 @@ fn vanished(err: &io::Error) -> bool {
     )
 }
 
-/// The names in `dir`, sorted by bytes.
-fn read_dir_sorted(dir: &Path) -> io::Result<Vec<OsString>> {
-    let mut names = Vec::new();
-    for entry in fs::read_dir(dir)? {
-        names.push(entry?.file_name());
-    }
-    names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-    Ok(names)
-}
-
-fn make_entry(abs: &Path, rel: Vec<u8>, meta: &Metadata) -> Result<Entry, ContextError> {
+fn make_entry(
+    abs: impl FnOnce() -> PathBuf,
+    rel: Vec<u8>,
+    meta: &Metadata,
+) -> Result<Entry, ContextError> {
     let file_type = meta.file_type();
     let kind = if file_type.is_file() {
         EntryKind::File
     } else if file_type.is_dir() {
         EntryKind::Dir
     } else if file_type.is_symlink() {
-        let target = fs::read_link(abs).map_err(|source| ContextError::ReadLink {
-            path: abs.to_path_buf(),
-            source,
-        })?;
+        let abs = abs();
+        let target =
+            fs::read_link(&abs).map_err(|source| ContextError::ReadLink { path: abs, source })?;
         EntryKind::Symlink { target }
     } else {
         EntryKind::Other
@@ -368,7 +447,7 @@ fn timestamp(seconds: i64, nanos: i64) -> Timestamp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::{PermissionsExt, symlink};
+    use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 
     struct Ctx {
         dir: tempfile::TempDir,

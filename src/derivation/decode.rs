@@ -145,10 +145,7 @@ mod tests {
             .text("instruction", "RUN a\nb")
             .pairs("env", &[("A", "1 2:x\n")])
             .list("shell", &["/bin/sh", "-c"])
-            .records(
-                "inputs",
-                &[vec!["context".into(), "a b".into(), "644".into()]],
-            );
+            .records("inputs", &[vec!["context", "a b", "644"]]);
         let drv = enc.finish("t");
         let d = decode(&drv.bytes).unwrap();
         assert_eq!(d.kind, "step");

@@ -148,13 +148,13 @@ impl Encoder {
     }
 
     /// An ordered list of records with the same fields each.
-    pub fn records(&mut self, name: &str, items: &[Vec<String>]) -> &mut Self {
+    pub fn records<R: AsRef<[S]>, S: AsRef<str>>(&mut self, name: &str, items: &[R]) -> &mut Self {
         self.header(name, items.len());
         for item in items {
             self.buf.push(b'-');
-            for field in item {
+            for field in item.as_ref() {
                 self.buf.push(b' ');
-                netstring(&mut self.buf, field);
+                netstring(&mut self.buf, field.as_ref());
             }
             self.buf.push(b'\n');
         }
@@ -189,10 +189,7 @@ mod tests {
             .text("instruction", "{\"instruction\":\"RUN\"}")
             .pairs("env", &[("PATH", "/bin"), ("A", "x y")])
             .list("shell", &["/bin/sh", "-c"])
-            .records(
-                "inputs",
-                &[vec!["file".into(), "a.txt".into(), "644".into()]],
-            );
+            .records("inputs", &[["file", "a.txt", "644"]]);
         enc.finish("sample")
     }
 

@@ -18,6 +18,7 @@ pub mod json;
 pub mod layer;
 pub mod layout;
 pub mod oci;
+pub mod registry;
 pub mod tarball;
 
 pub use blob::{BlobSink, BlobSource, Image};

@@ -17,6 +17,8 @@
 pub mod graph;
 pub mod select;
 
+use std::borrow::Cow;
+
 use serde::Serialize;
 
 use crate::derivation::{Derivation, Encoder, Kind};
@@ -273,10 +275,12 @@ fn plan_stage<'a>(
                     reference: reference.clone(),
                     reason,
                 })?;
-            if reference.contains('@') {
-                reference.clone()
-            } else {
-                format!("{reference}@{digest}")
+            // A digest as written stays as written; one the resolver
+            // followed (an index to its platform's manifest) is replaced.
+            match reference.split_once('@') {
+                Some((_, written)) if *written == *digest => reference.clone(),
+                Some((name, _)) => format!("{name}@{digest}"),
+                None => format!("{reference}@{digest}"),
             }
         }
         Base::Stage(i) => lookup(*i)
@@ -296,7 +300,9 @@ fn plan_stage<'a>(
     for step in &stage.steps {
         let inst = &step.instruction;
         let text = instruction_json(inst);
-        let mut inputs: Vec<Vec<String>> = Vec::new();
+        // Borrowed where the value lives in the context listing: a COPY of
+        // a large context makes one record per file.
+        let mut inputs: Vec<Vec<Cow<'_, str>>> = Vec::new();
         let mut context_files = Vec::new();
         let mut stage_inputs = Vec::new();
         let mut images = Vec::new();
@@ -352,11 +358,11 @@ fn plan_stage<'a>(
             for i in picked {
                 let f = &context[i];
                 inputs.push(vec![
-                    "context".into(),
-                    f.path.clone(),
-                    f.kind.as_str().into(),
-                    format!("{:o}", f.mode),
-                    f.hash.clone(),
+                    Cow::Borrowed("context"),
+                    Cow::Borrowed(&f.path),
+                    Cow::Borrowed(f.kind.as_str()),
+                    Cow::Owned(format!("{:o}", f.mode)),
+                    Cow::Borrowed(&f.hash),
                 ]);
                 context_files.push(f.path.clone());
             }
@@ -369,7 +375,11 @@ fn plan_stage<'a>(
                         .expect("dependencies are planned first")
                         .derivation
                         .hash;
-                    inputs.push(vec!["stage".into(), text_ref.clone(), hash.to_string()]);
+                    inputs.push(vec![
+                        Cow::Borrowed("stage"),
+                        Cow::Owned(text_ref.clone()),
+                        Cow::Owned(hash.to_string()),
+                    ]);
                     stage_inputs.push(hash);
                 }
                 None => {
@@ -380,7 +390,11 @@ fn plan_stage<'a>(
                             reference: text_ref.clone(),
                             reason,
                         })?;
-                    inputs.push(vec!["image".into(), text_ref.clone(), digest.clone()]);
+                    inputs.push(vec![
+                        Cow::Borrowed("image"),
+                        Cow::Owned(text_ref.clone()),
+                        Cow::Owned(digest.clone()),
+                    ]);
                     images.push((text_ref.clone(), digest));
                 }
             }

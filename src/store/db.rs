@@ -16,17 +16,29 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 
 use super::{
     BuildId, BuildRecord, Derivation, DerivationKind, Image, Info, ItemCount, Layer, Output,
-    RootTarget, StatEntry, StoreError, TreeKey,
+    RootTarget, StoreError, TreeKey,
 };
 use crate::digest::{Blake3Digest, Sha256Digest};
 
 /// The migrations, in order: `(version, file name, SQL)`. Applying file N
 /// sets `PRAGMA user_version = N`. Never edit or remove a released one.
-pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "0001_init.sql",
-    include_str!("../../store-schema/0001_init.sql"),
-)];
+pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "0001_init.sql",
+        include_str!("../../store-schema/0001_init.sql"),
+    ),
+    (
+        2,
+        "0002_context_cache.sql",
+        include_str!("../../store-schema/0002_context_cache.sql"),
+    ),
+    (
+        3,
+        "0003_lazy_layer_blobs.sql",
+        include_str!("../../store-schema/0003_lazy_layer_blobs.sql"),
+    ),
+];
 
 /// The schema version this binary writes: the last migration's number.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
@@ -50,7 +62,7 @@ pub(crate) struct Graph {
     pub refs: Vec<(Blake3Digest, Blake3Digest)>,
     pub blob_refs: Vec<(Sha256Digest, Sha256Digest)>,
     pub output_configs: Vec<(Blake3Digest, Sha256Digest)>,
-    pub output_layers: Vec<(Blake3Digest, Sha256Digest, Option<TreeKey>)>,
+    pub output_layers: Vec<(Blake3Digest, Option<Sha256Digest>, Option<TreeKey>)>,
     pub images: Vec<(Sha256Digest, Option<Blake3Digest>)>,
     pub roots: Vec<RootTarget>,
     pub build_logs: Vec<(Blake3Digest, Blake3Digest)>,
@@ -433,7 +445,9 @@ impl Db {
         )
         .map_err(db_err(&path, "record an output"))?;
         for (position, layer) in output.layers.iter().enumerate() {
-            require(&tx, &path, "blob", &layer.blob.to_string())?;
+            if let Some(blob) = &layer.blob {
+                require(&tx, &path, "blob", &blob.to_string())?;
+            }
             if let Some(tree) = &layer.tree {
                 require(&tx, &path, "tree", tree.as_str())?;
             }
@@ -452,6 +466,25 @@ impl Db {
         }
         tx.commit().map_err(db_err(&path, "commit an output"))?;
         Ok(output.clone())
+    }
+
+    /// Records the blob written for layer `position` of `derivation`'s
+    /// output (written after the output, when an image needed it).
+    pub(crate) fn set_layer_blob(
+        &mut self,
+        derivation: &Blake3Digest,
+        position: usize,
+        blob: &Sha256Digest,
+    ) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let tx = self.tx("record a layer blob")?;
+        require(&tx, &path, "blob", &blob.to_string())?;
+        tx.execute(
+            "UPDATE output_layers SET blob = ?3 WHERE derivation = ?1 AND position = ?2",
+            params![derivation, to_sql_int(position as u64), blob],
+        )
+        .map_err(db_err(&path, "record a layer blob"))?;
+        tx.commit().map_err(db_err(&path, "commit a layer blob"))
     }
 
     /// A derivation's recorded output.
@@ -628,106 +661,65 @@ impl Db {
     /// Every stat-cache entry whose path starts with `dir` + `/`, in one
     /// range scan of the primary key (far cheaper than a lookup per path
     /// for a whole build context).
-    pub(crate) fn stat_cache_under(&mut self, dir: &Path) -> Result<Vec<StatEntry>, StoreError> {
-        use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    /// The stat cache of the context rooted at `root`, as stored.
+    pub(crate) fn context_cache(&mut self, root: &Path) -> Result<Option<Vec<u8>>, StoreError> {
+        use std::os::unix::ffi::OsStrExt;
+        self.conn
+            .prepare_cached("SELECT entries FROM context_cache WHERE root = ?1")
+            .and_then(|mut stmt| {
+                stmt.query_row([root.as_os_str().as_bytes()], |row| row.get(0))
+                    .optional()
+            })
+            .map_err(db_err(&self.path, "read the stat cache"))
+    }
+
+    /// Replaces the stat cache of the context rooted at `root`.
+    pub(crate) fn put_context_cache(
+        &mut self,
+        root: &Path,
+        entries: &[u8],
+        files: u64,
+    ) -> Result<(), StoreError> {
+        use std::os::unix::ffi::OsStrExt;
         let path = self.path.clone();
-        let mut low = dir.as_os_str().as_bytes().to_vec();
-        low.push(b'/');
-        let mut high = low.clone();
-        *high.last_mut().expect("low ends with a slash") = b'/' + 1;
+        let tx = self.tx("update the stat cache")?;
+        tx.execute(
+            "INSERT OR REPLACE INTO context_cache (root, entries, files) VALUES (?1, ?2, ?3)",
+            params![root.as_os_str().as_bytes(), entries, to_sql_int(files)],
+        )
+        .map_err(db_err(&path, "update the stat cache"))?;
+        tx.commit().map_err(db_err(&path, "commit the stat cache"))
+    }
+
+    /// The context roots that have a stat cache.
+    pub(crate) fn context_cache_roots(&mut self) -> Result<Vec<PathBuf>, StoreError> {
+        use std::os::unix::ffi::OsStringExt;
+        let path = self.path.clone();
         let mut stmt = self
             .conn
-            .prepare_cached(
-                "SELECT path, dev, inode, size, mtime_ns, ctime_ns, mode, hash
-                 FROM stat_cache WHERE path >= ?1 AND path < ?2",
-            )
+            .prepare_cached("SELECT root FROM context_cache ORDER BY root")
             .map_err(db_err(&path, "read the stat cache"))?;
         let rows = stmt
-            .query_map([low, high], |row| {
+            .query_map([], |row| {
                 let bytes: Vec<u8> = row.get(0)?;
-                Ok(StatEntry {
-                    path: PathBuf::from(std::ffi::OsString::from_vec(bytes)),
-                    dev: from_sql_int(row.get(1)?),
-                    inode: from_sql_int(row.get(2)?),
-                    size: from_sql_int(row.get(3)?),
-                    mtime_ns: row.get(4)?,
-                    ctime_ns: row.get(5)?,
-                    mode: row.get(6)?,
-                    hash: row.get(7)?,
-                })
+                Ok(PathBuf::from(std::ffi::OsString::from_vec(bytes)))
             })
             .map_err(db_err(&path, "read the stat cache"))?;
         rows.collect::<Result<Vec<_>, _>>()
             .map_err(db_err(&path, "read the stat cache"))
     }
 
-    pub(crate) fn stat_cache_get(
-        &mut self,
-        paths: &[&Path],
-    ) -> Result<Vec<Option<StatEntry>>, StoreError> {
-        use std::os::unix::ffi::OsStrExt;
-        let path = self.path.clone();
-        let tx = self
-            .conn
-            .transaction()
-            .map_err(db_err(&path, "read the stat cache"))?;
-        let mut found = Vec::with_capacity(paths.len());
-        {
-            let mut stmt = tx
-                .prepare_cached(
-                    "SELECT dev, inode, size, mtime_ns, ctime_ns, mode, hash
-                     FROM stat_cache WHERE path = ?1",
-                )
-                .map_err(db_err(&path, "read the stat cache"))?;
-            for file in paths {
-                let entry = stmt
-                    .query_row([file.as_os_str().as_bytes()], |row| {
-                        Ok(StatEntry {
-                            path: file.to_path_buf(),
-                            dev: from_sql_int(row.get(0)?),
-                            inode: from_sql_int(row.get(1)?),
-                            size: from_sql_int(row.get(2)?),
-                            mtime_ns: row.get(3)?,
-                            ctime_ns: row.get(4)?,
-                            mode: row.get(5)?,
-                            hash: row.get(6)?,
-                        })
-                    })
-                    .optional()
-                    .map_err(db_err(&path, "read the stat cache"))?;
-                found.push(entry);
-            }
-        }
-        tx.commit().map_err(db_err(&path, "read the stat cache"))?;
-        Ok(found)
-    }
-
-    /// Inserts or replaces many entries in one transaction.
-    pub(crate) fn stat_cache_put(&mut self, entries: &[StatEntry]) -> Result<(), StoreError> {
+    /// Forgets the stat caches of `roots`.
+    pub(crate) fn forget_context_caches(&mut self, roots: &[PathBuf]) -> Result<(), StoreError> {
         use std::os::unix::ffi::OsStrExt;
         let path = self.path.clone();
         let tx = self.tx("update the stat cache")?;
-        {
-            let mut stmt = tx
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO stat_cache
-                     (path, dev, inode, size, mtime_ns, ctime_ns, mode, hash)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                )
-                .map_err(db_err(&path, "update the stat cache"))?;
-            for e in entries {
-                stmt.execute(params![
-                    e.path.as_os_str().as_bytes(),
-                    to_sql_int(e.dev),
-                    to_sql_int(e.inode),
-                    to_sql_int(e.size),
-                    e.mtime_ns,
-                    e.ctime_ns,
-                    e.mode,
-                    e.hash
-                ])
-                .map_err(db_err(&path, "update the stat cache"))?;
-            }
+        for root in roots {
+            tx.execute(
+                "DELETE FROM context_cache WHERE root = ?1",
+                [root.as_os_str().as_bytes()],
+            )
+            .map_err(db_err(&path, "update the stat cache"))?;
         }
         tx.commit().map_err(db_err(&path, "commit the stat cache"))
     }
@@ -767,7 +759,7 @@ impl Db {
             images: count("SELECT count(*) FROM images")?,
             roots: count("SELECT count(*) FROM roots")?,
             builds: count("SELECT count(*) FROM builds")?,
-            stat_cache: count("SELECT count(*) FROM stat_cache")?,
+            stat_cache: count("SELECT coalesce(sum(files), 0) FROM context_cache")?,
             database_bytes: 0,
         };
         drop(tx);
@@ -936,6 +928,14 @@ impl Db {
         let path = self.path.clone();
         let tx = self.tx("forget a broken tree")?;
         let e = || db_err(&path, "forget a broken tree");
+        // A layer held only as this tree is lost: its output goes (the
+        // derivation will be rebuilt); the others keep their blob.
+        tx.execute(
+            "DELETE FROM outputs WHERE derivation IN
+             (SELECT derivation FROM output_layers WHERE tree = ?1 AND blob IS NULL)",
+            [key],
+        )
+        .map_err(e())?;
         tx.execute(
             "UPDATE output_layers SET tree = NULL WHERE tree = ?1",
             [key],

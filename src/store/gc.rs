@@ -92,7 +92,19 @@ impl Store {
             }
         }
 
+        // Stat caches of contexts that are gone.
+        let gone: Vec<std::path::PathBuf> = self
+            .db()
+            .context_cache_roots()?
+            .into_iter()
+            .filter(|root| !root.is_dir())
+            .collect();
+        for root in &gone {
+            items.push(item("stat cache", &root.display(), 0));
+        }
+
         if !dry_run {
+            self.db().forget_context_caches(&gone)?;
             // Rows first: a crash between the two leaves unrecorded files,
             // which the next gc finds below.
             self.db().delete(&del)?;
@@ -237,7 +249,7 @@ fn mark(g: &super::db::Graph) -> Live {
     }
     for (drv, blob, tree) in &g.output_layers {
         if live.derivations.contains(drv) {
-            blob_stack.push(*blob);
+            blob_stack.extend(*blob);
             live.trees.extend(tree.clone());
         }
     }

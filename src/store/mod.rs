@@ -170,8 +170,9 @@ pub struct Derivation {
 pub struct Layer {
     /// The sha256 of the uncompressed layer tar.
     pub diff_id: Sha256Digest,
-    /// The compressed layer blob (recorded with [`Store::add_blob`]).
-    pub blob: Sha256Digest,
+    /// The compressed layer blob (recorded with [`Store::add_blob`]), once
+    /// an image needed it; until then the layer is held as its tree.
+    pub blob: Option<Sha256Digest>,
     /// The unpacked tree, when kept (recorded with [`Store::add_tree`]).
     pub tree: Option<TreeKey>,
 }
@@ -253,28 +254,6 @@ pub struct BuildRecord {
     pub exit_status: Option<i32>,
     /// The object holding the build log.
     pub log: Option<Blake3Digest>,
-}
-
-/// A stat-cache entry: when a file's stat fields still match, its content
-/// hash and mode can be reused without reading it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StatEntry {
-    /// The file (absolute path).
-    pub path: PathBuf,
-    /// `st_dev`.
-    pub dev: u64,
-    /// `st_ino`.
-    pub inode: u64,
-    /// `st_size`.
-    pub size: u64,
-    /// `st_mtime` in nanoseconds.
-    pub mtime_ns: i64,
-    /// `st_ctime` in nanoseconds.
-    pub ctime_ns: i64,
-    /// `st_mode`.
-    pub mode: u32,
-    /// blake3 of the content.
-    pub hash: Blake3Digest,
 }
 
 /// A count and total size.
@@ -671,6 +650,17 @@ impl Store {
         self.db().insert_output(derivation, output)
     }
 
+    /// Records `blob` (already added with [`Store::add_blob`]) as the
+    /// compressed form of layer `position` of `derivation`'s output.
+    pub fn set_layer_blob(
+        &self,
+        derivation: &Blake3Digest,
+        position: usize,
+        blob: &Sha256Digest,
+    ) -> Result<(), StoreError> {
+        self.db().set_layer_blob(derivation, position, blob)
+    }
+
     /// A derivation's output, if it has been built.
     pub fn output(&self, derivation: &Blake3Digest) -> Result<Option<Output>, StoreError> {
         self.db().output(derivation)
@@ -768,22 +758,21 @@ impl Store {
         self.db().builds(derivation)
     }
 
-    /// Every stat-cache entry for files below `dir` (one range scan).
-    pub fn stat_cache_under(&self, dir: &Path) -> Result<Vec<StatEntry>, StoreError> {
-        self.db().stat_cache_under(dir)
+    /// The stat cache of the context rooted at `root` (its encoded
+    /// entries, see `context::hash`), if there is one.
+    pub fn context_cache(&self, root: &Path) -> Result<Option<Vec<u8>>, StoreError> {
+        self.db().context_cache(root)
     }
 
-    /// Looks up many paths in the stat cache at once (one transaction);
-    /// the result is in the order of `paths`. The caller compares the stat
-    /// fields with the file's current ones.
-    pub fn stat_cache_get(&self, paths: &[&Path]) -> Result<Vec<Option<StatEntry>>, StoreError> {
-        self.db().stat_cache_get(paths)
-    }
-
-    /// Inserts or replaces many stat-cache entries at once (one
-    /// transaction).
-    pub fn stat_cache_put(&self, entries: &[StatEntry]) -> Result<(), StoreError> {
-        self.db().stat_cache_put(entries)
+    /// Replaces the stat cache of the context rooted at `root` with
+    /// `entries` (encoded, listing `files` files).
+    pub fn put_context_cache(
+        &self,
+        root: &Path,
+        entries: &[u8],
+        files: u64,
+    ) -> Result<(), StoreError> {
+        self.db().put_context_cache(root, entries, files)
     }
 
     /// Counts and sizes of what the store records.
@@ -1026,7 +1015,7 @@ mod tests {
         let output = Output {
             layers: vec![Layer {
                 diff_id: Sha256Digest::of(b"tar"),
-                blob: layer_blob,
+                blob: Some(layer_blob),
                 tree: Some(key),
             }],
             config: Some(config),
@@ -1092,26 +1081,28 @@ mod tests {
     }
 
     #[test]
-    fn stat_cache_is_batched_and_replaces() {
-        let (_dir, store) = store();
-        let entry = |path: &str, size| StatEntry {
-            path: PathBuf::from(path),
-            dev: 1,
-            inode: 2,
-            size,
-            mtime_ns: 3,
-            ctime_ns: 4,
-            mode: 0o100644,
-            hash: Blake3Digest::of(path.as_bytes()),
-        };
+    fn context_cache_is_kept_per_root_and_replaced() {
+        let (dir, mut store) = store();
+        let root = dir.path().join("ctx");
+        std::fs::create_dir(&root).unwrap();
+        assert_eq!(store.context_cache(&root).unwrap(), None);
+        store.put_context_cache(&root, b"one", 1).unwrap();
+        store.put_context_cache(&root, b"two", 2).unwrap();
         store
-            .stat_cache_put(&[entry("/a", 1), entry("/b", 2)])
+            .put_context_cache(Path::new("/gone/ctx"), b"three", 3)
             .unwrap();
-        store.stat_cache_put(&[entry("/a", 10)]).unwrap();
-        let got = store
-            .stat_cache_get(&[Path::new("/a"), Path::new("/nope"), Path::new("/b")])
-            .unwrap();
-        assert_eq!(got, vec![Some(entry("/a", 10)), None, Some(entry("/b", 2))]);
+        assert_eq!(
+            store.context_cache(&root).unwrap().as_deref(),
+            Some(&b"two"[..])
+        );
+        assert_eq!(store.info().unwrap().stat_cache, 5);
+        // gc drops the cache of a context that no longer exists.
+        store.gc(false).unwrap();
+        assert_eq!(store.context_cache(Path::new("/gone/ctx")).unwrap(), None);
+        assert_eq!(
+            store.context_cache(&root).unwrap().as_deref(),
+            Some(&b"two"[..])
+        );
     }
 
     #[test]
@@ -1158,7 +1149,7 @@ mod tests {
         let one = |b| Output {
             layers: vec![Layer {
                 diff_id: Sha256Digest::of(b"d"),
-                blob: b,
+                blob: Some(b),
                 tree: None,
             }],
             config: None,
@@ -1216,7 +1207,7 @@ mod tests {
                 &Output {
                     layers: vec![Layer {
                         diff_id: Sha256Digest::of(b"d"),
-                        blob: layer,
+                        blob: Some(layer),
                         tree: None,
                     }],
                     config: None,
