@@ -9,6 +9,7 @@ pub mod build;
 pub mod cli;
 pub mod context;
 pub mod derivation;
+pub mod diff;
 pub mod digest;
 pub mod dockerfile;
 pub mod fetch;

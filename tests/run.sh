@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 # Debian packages the tests drive for real.
 #   nix-bin: `nix-instantiate --parse flake.nix`
 #   busybox-static: /bin/busybox, the sandbox tests' root filesystem and the project-made busybox image
-#   skopeo, umoci, podman: accept the layouts and archives kiln writes (tests/image.rs)
+#   skopeo, umoci, podman: accept the layouts and archives kiln writes (tests/image.rs); make the images kiln diff compares (tests/diff.rs)
 #   mmdebstrap, golang-go: the Debian base images of the examples (examples/bases.sh;
 #     tests/build.rs, tests/examples.rs); golang-go for go-server's checks
 #   docker-registry: the real registry kiln pulls from and pushes to (tests/registry.rs)

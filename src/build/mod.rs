@@ -12,6 +12,7 @@
 
 pub mod blobs;
 pub mod bundle;
+pub mod check;
 mod config;
 mod copy;
 pub mod fetch;
@@ -31,6 +32,7 @@ use crate::sandbox::{self, IdMap, SandboxError};
 use crate::store::{Layer, Output, Store, StoreError, TreeKey};
 
 pub use blobs::StoreBlobs;
+pub use check::{Reach, StepCheck};
 
 /// Everything that can go wrong in a build.
 #[derive(Debug, thiserror::Error)]
@@ -159,6 +161,10 @@ pub struct Options {
     pub labels: Vec<(String, String)>,
     /// How fetch steps run (`kiln build`, `kiln lock`, `--offline`).
     pub fetch: fetch::FetchOptions,
+    /// `--check`: run every step whose output is stored again, in a
+    /// temporary directory, and compare its layer with the stored one
+    /// (see [`check`]); nothing is written to the store.
+    pub check: bool,
 }
 
 /// One layer of a stage's filesystem.
@@ -190,6 +196,9 @@ pub struct Built {
     pub manifest: Sha256Digest,
     /// The target stage derivation.
     pub derivation: Blake3Digest,
+    /// With [`Options::check`]: every step rebuilt and compared, in plan
+    /// order.
+    pub checks: Vec<StepCheck>,
 }
 
 struct Builder<'a> {
@@ -200,6 +209,8 @@ struct Builder<'a> {
     offset: u32,
     /// `AS name` → stage index, for `--mount from=`.
     stage_names: Vec<(String, usize)>,
+    /// With `--check`: the steps rebuilt so far.
+    checks: std::sync::Mutex<Vec<StepCheck>>,
 }
 
 fn stage_label(s: &PlannedStage) -> String {
@@ -228,6 +239,7 @@ pub fn build(
             .iter()
             .filter_map(|s| s.name.clone().map(|n| (n, s.index)))
             .collect(),
+        checks: std::sync::Mutex::new(Vec::new()),
     };
     let mut done: BTreeMap<usize, StageState> = BTreeMap::new();
     // Stages in dependency order: a stage runs once its base stage and
@@ -307,10 +319,34 @@ pub fn build(
     if store.output(&target.derivation.hash)?.is_none() {
         store.record_output(&target.derivation.hash, &output)?;
     }
+    let mut checks = b
+        .checks
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    // Plan order, each named by its stage.
+    let place = |c: &StepCheck| {
+        plan.stages.iter().enumerate().find_map(|(i, s)| {
+            s.steps
+                .iter()
+                .position(|st| {
+                    st.derivation
+                        .as_ref()
+                        .is_some_and(|d| d.hash == c.derivation)
+                })
+                .map(|j| (i, j, stage_label(s)))
+        })
+    };
+    for c in &mut checks {
+        if let Some((_, _, label)) = place(c) {
+            c.stage = label;
+        }
+    }
+    checks.sort_by_key(|c| place(c).map(|(i, j, _)| (i, j)));
     Ok(Built {
         image,
         manifest,
         derivation: target.derivation.hash,
+        checks,
     })
 }
 
@@ -660,6 +696,9 @@ impl Builder<'_> {
         if !self.options.no_cache
             && let Some(out) = self.usable_output(hash)?
         {
+            if self.options.check {
+                return check::rebuild(self, label, state, pstep, estep, hash, done, out);
+            }
             return Ok((out, true));
         }
         let _lock = self.store.lock_derivation(hash)?;
@@ -681,19 +720,7 @@ impl Builder<'_> {
         let build = self.store.start_build(hash, started_ms)?;
         let upper = self.store.tmp_dir()?;
         let mut log = Vec::new();
-        let result = match &estep.instruction {
-            Instruction::Run(_) => {
-                self.run(label, state, pstep, estep, upper.path(), &mut log, done)
-            }
-            Instruction::Copy(_) | Instruction::Add(_) => {
-                copy::copy(self, state, pstep, estep, upper.path(), done)
-            }
-            Instruction::Workdir(_) => self.workdir(state, estep, upper.path()),
-            other => Err(BuildError::Step {
-                line,
-                message: format!("`{}` has no filesystem effect to build", other.keyword()),
-            }),
-        };
+        let result = self.produce(label, state, pstep, estep, upper.path(), &mut log, done);
         let log_obj = self.store.add_object(&mut log.as_slice()).ok();
         if let Err(e) = result {
             let _ = self
@@ -716,6 +743,31 @@ impl Builder<'_> {
         self.store
             .finish_build(build, now_ms(), 0, log_obj.as_ref())?;
         Ok((output, false))
+    }
+
+    /// Runs a step's instruction, writing its changes into `upper`.
+    #[expect(clippy::too_many_arguments, reason = "the step's whole context")]
+    fn produce(
+        &self,
+        label: &str,
+        state: &StageState,
+        pstep: &PlannedStep,
+        estep: &Step,
+        upper: &Path,
+        log: &mut Vec<u8>,
+        done: &BTreeMap<usize, StageState>,
+    ) -> Result<(), BuildError> {
+        match &estep.instruction {
+            Instruction::Run(_) => self.run(label, state, pstep, estep, upper, log, done),
+            Instruction::Copy(_) | Instruction::Add(_) => {
+                copy::copy(self, state, pstep, estep, upper, done)
+            }
+            Instruction::Workdir(_) => self.workdir(state, estep, upper),
+            other => Err(BuildError::Step {
+                line: pstep.span.start,
+                message: format!("`{}` has no filesystem effect to build", other.keyword()),
+            }),
+        }
     }
 
     /// A step's stored output, if every layer of it can still be read (from

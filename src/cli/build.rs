@@ -39,6 +39,11 @@ pub struct BuildArgs {
     /// Write the image's manifest digest to this file.
     #[arg(long, value_name = "FILE")]
     pub iidfile: Option<PathBuf>,
+    /// Then build every step again over its stored inputs, in a temporary
+    /// directory, and compare with the stored result, like `nix build
+    /// --check`; exit 1 if a step is not reproducible.
+    #[arg(long)]
+    pub check: bool,
     /// `auto` (a live view on a terminal, else `plain`), `plain` or `json`.
     #[arg(long, default_value = "auto", value_parser = ["auto", "plain", "json"])]
     pub progress: String,
@@ -84,7 +89,7 @@ pub(super) fn run(store_flag: Option<&Path>, args: &BuildArgs) -> anyhow::Result
             .with_context(|| format!("`--label {l}` is not `K=V`"))?;
         labels.push((k.to_owned(), v.to_owned()));
     }
-    let options = build::Options {
+    let mut options = build::Options {
         helper: std::env::current_exe().context("failed to find the kiln executable")?,
         context: planned.root.clone(),
         context_files: planned.files.clone(),
@@ -94,6 +99,7 @@ pub(super) fn run(store_flag: Option<&Path>, args: &BuildArgs) -> anyhow::Result
         no_cache: args.no_cache,
         labels,
         fetch: super::lock::fetch_options(&args.build, &planned, build::fetch::FetchMode::Build),
+        check: false,
     };
     let progress = Progress::new(Mode::from_flag(&args.progress));
     let result = build::build(&store, &planned.evaluation, &planned.plan, &options, &|e| {
@@ -126,6 +132,11 @@ pub(super) fn run(store_flag: Option<&Path>, args: &BuildArgs) -> anyhow::Result
     if let Some(f) = &args.metadata_file {
         std::fs::write(f, metadata(&built, &args.tags, &options)?)
             .with_context(|| format!("failed to write {}", f.display()))?;
+    }
+    if args.check {
+        options.check = true;
+        let json = args.progress == "json";
+        return super::check::run(&store, &planned, &options, &file, &built, json);
     }
     writeln!(std::io::stdout().lock(), "{}", built.manifest)?;
     Ok(ExitCode::SUCCESS)

@@ -426,6 +426,7 @@ pub(super) fn run(store_flag: Option<&Path>, args: &LockArgs) -> anyhow::Result<
             no_cache: false,
             labels: Vec::new(),
             fetch: fetch_options(&flags, &sub, FetchMode::Lock),
+            check: false,
         };
         let progress = |e: build::Event| {
             if let build::Event::Step {

@@ -3,6 +3,8 @@
 
 mod build;
 mod bundle;
+mod check;
+mod diff;
 mod image;
 mod lock;
 mod parse;
@@ -64,6 +66,9 @@ pub enum Command {
     Log(build::LogArgs),
     /// Run a command in the sandbox over a root filesystem directory.
     Run(run::RunArgs),
+    /// Compare two images (or, with `--plan`, two derivation graphs);
+    /// exit 0 if the same, 1 if different, 2 on error.
+    Diff(diff::DiffArgs),
     /// The sandbox's child side (internal: spawned by kiln itself).
     #[command(name = "__sandbox-init", hide = true)]
     SandboxInit,
@@ -83,6 +88,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Push(args) => push::run(cli.store.as_deref(), &args),
         Command::Log(args) => build::log(cli.store.as_deref(), &args),
         Command::Run(args) => run::run(cli.store.as_deref(), &args),
+        Command::Diff(args) => Ok(diff::run(cli.store.as_deref(), &args)),
         Command::SandboxInit => Ok(ExitCode::from(
             u8::try_from(crate::sandbox::init::main()).unwrap_or(1),
         )),

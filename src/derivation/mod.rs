@@ -19,6 +19,8 @@
 //! Changing the encoding changes every hash: bump [`VERSION`] and the
 //! snapshots in the same commit. Pure: bytes in, bytes out.
 
+pub mod decode;
+
 use std::fmt;
 
 use serde::Serialize;

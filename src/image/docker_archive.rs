@@ -256,11 +256,8 @@ impl DockerArchive {
         Ok(out)
     }
 
-    /// Loads the image tagged `tag` (or the only one) into `sink`: the
-    /// config's bytes unchanged, each layer as stored (its media type from
-    /// its compression), every diff_id verified; returns the image, whose
-    /// manifest is a new OCI manifest.
-    pub fn load(&self, tag: Option<&str>, sink: &dyn BlobSink) -> Result<Image, ImageError> {
+    /// The `manifest.json` entry tagged `tag` (or the only one).
+    fn entry(&self, tag: Option<&str>) -> Result<&ArchiveManifest, ImageError> {
         let entry = match tag {
             Some(t) => self
                 .manifest
@@ -269,13 +266,13 @@ impl DockerArchive {
             None if self.manifest.len() == 1 => self.manifest.first(),
             None => None,
         };
-        let Some(entry) = entry else {
+        entry.ok_or_else(|| {
             let tags: Vec<String> = self
                 .manifest
                 .iter()
                 .flat_map(|m| m.repo_tags.iter().flatten().cloned())
                 .collect();
-            return Err(ImageError::NoSuchRef {
+            ImageError::NoSuchRef {
                 name: tag.unwrap_or("(the only image)").to_owned(),
                 path: self.path.clone(),
                 available: if tags.is_empty() {
@@ -283,8 +280,17 @@ impl DockerArchive {
                 } else {
                     tags.join(", ")
                 },
-            });
-        };
+            }
+        })
+    }
+
+    /// An entry's config: its bytes, digest (checked against the file name
+    /// when that is a digest) and parsed form, its diff_ids checked to be
+    /// as many as the entry's layers.
+    fn read_config(
+        &self,
+        entry: &ArchiveManifest,
+    ) -> Result<(Vec<u8>, Sha256Digest, ImageConfig), ImageError> {
         let config_bytes = self.read_small(&entry.config)?;
         let config_digest = Sha256Digest::of(&config_bytes);
         let stem = entry
@@ -311,6 +317,80 @@ impl DockerArchive {
                 found: entry.layers.len() as u64,
             });
         }
+        Ok((config_bytes, config_digest, config))
+    }
+
+    /// The image tagged `tag` (or the only one) as a [`BlobSource`], read
+    /// in place: its config and layer files by digest, and an OCI manifest
+    /// kiln synthesizes for them (an archive has none). A layer's digest
+    /// is its diff_id when it is stored uncompressed (as `docker save` and
+    /// skopeo write it), else the digest in its `blobs/sha256/` name, else
+    /// computed by reading it.
+    pub fn image_source(&self, tag: Option<&str>) -> Result<ArchiveImage<'_>, ImageError> {
+        let entry = self.entry(tag)?;
+        let (config_bytes, config_digest, config) = self.read_config(entry)?;
+        let mut files = BTreeMap::new();
+        let mut layers = Vec::new();
+        for (name, diff_id) in entry.layers.iter().zip(&config.rootfs.diff_ids) {
+            let name = self.resolve_link(name);
+            let (offset, size) = self.locate(&name)?;
+            let mut head = [0u8; 4];
+            let n = read_at(&self.file, &mut head[..(size.min(4) as usize)], offset)
+                .map_err(|e| ImageError::read(&self.path, e))?;
+            let compression = compress::detect(&head[..n]);
+            let named = name
+                .strip_prefix("blobs/sha256/")
+                .and_then(|h| Sha256Digest::from_hex(h).ok());
+            let digest = match (compression, named) {
+                (Compression::None, _) => *diff_id,
+                (_, Some(d)) => d,
+                _ => {
+                    let mut r = VerifyingReader::hashing(ArchiveReader {
+                        file: &self.file,
+                        pos: offset,
+                        end: offset + size,
+                    });
+                    io::copy(&mut r, &mut io::sink())
+                        .map_err(|e| ImageError::read(&self.path, e))?;
+                    r.finish().0
+                }
+            };
+            files.insert(digest, (offset, size));
+            layers.push(Descriptor::new(
+                compression.layer_media_type(),
+                digest,
+                size,
+            ));
+        }
+        let manifest = Manifest::new(
+            Descriptor::new(media_type::CONFIG, config_digest, config_bytes.len() as u64),
+            layers,
+        );
+        let (manifest_bytes, manifest_digest) = to_canonical(&manifest, "image manifest")?;
+        Ok(ArchiveImage {
+            archive: self,
+            image: Image {
+                descriptor: Descriptor::new(
+                    media_type::MANIFEST,
+                    manifest_digest,
+                    manifest_bytes.len() as u64,
+                ),
+                manifest,
+                config,
+            },
+            files,
+            manifest_bytes,
+            config_bytes,
+        })
+    }
+
+    /// Loads the image tagged `tag` (or the only one) into `sink`: the
+    /// config's bytes unchanged, each layer as stored (its media type from
+    /// its compression), every diff_id verified; returns the image, whose
+    /// manifest is a new OCI manifest.
+    pub fn load(&self, tag: Option<&str>, sink: &dyn BlobSink) -> Result<Image, ImageError> {
+        let entry = self.entry(tag)?;
+        let (config_bytes, config_digest, config) = self.read_config(entry)?;
         let mut layers = Vec::new();
         for (name, diff_id) in entry.layers.iter().zip(&config.rootfs.diff_ids) {
             layers.push(self.load_layer(name, diff_id, sink)?);
@@ -378,5 +458,78 @@ impl DockerArchive {
             }
         }
         name
+    }
+}
+
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read_at(&mut buf[filled..], offset + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// A file inside the archive, read with positional reads (so several can
+/// be read at once from one open archive).
+struct ArchiveReader<'a> {
+    file: &'a File,
+    pos: u64,
+    end: u64,
+}
+
+impl Read for ArchiveReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let left = self.end - self.pos;
+        if left == 0 {
+            return Ok(0);
+        }
+        let n = (buf.len() as u64).min(left) as usize;
+        let n = self.file.read_at(&mut buf[..n], self.pos)?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// One image of a docker-archive read in place (see
+/// [`DockerArchive::image_source`]).
+pub struct ArchiveImage<'a> {
+    archive: &'a DockerArchive,
+    /// The image; its manifest is synthesized by kiln.
+    pub image: Image,
+    files: BTreeMap<Sha256Digest, (u64, u64)>,
+    manifest_bytes: Vec<u8>,
+    config_bytes: Vec<u8>,
+}
+
+impl BlobSource for ArchiveImage<'_> {
+    fn open_blob(&self, digest: &Sha256Digest) -> Result<Box<dyn Read + '_>, ImageError> {
+        if *digest == self.image.descriptor.digest {
+            return Ok(Box::new(&self.manifest_bytes[..]));
+        }
+        if *digest == self.image.manifest.config.digest {
+            return Ok(Box::new(&self.config_bytes[..]));
+        }
+        let &(offset, size) = self
+            .files
+            .get(digest)
+            .ok_or(ImageError::MissingBlob { digest: *digest })?;
+        Ok(Box::new(io::BufReader::with_capacity(
+            256 * 1024,
+            ArchiveReader {
+                file: &self.archive.file,
+                pos: offset,
+                end: offset + size,
+            },
+        )))
     }
 }

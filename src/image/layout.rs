@@ -119,6 +119,14 @@ impl OciLayout {
     /// an image index to the manifest for `platform`; verifies and parses
     /// its manifest and config.
     pub fn read_image(&self, name: Option<&str>, platform: &Platform) -> Result<Image, ImageError> {
+        let descriptor = self.entry(name, platform)?;
+        self.resolve(&descriptor, platform, 0)
+    }
+
+    /// The `index.json` entry named `name` (by its ref-name annotation or
+    /// its digest), or the only one if `None` (among several, the one for
+    /// `platform`). It may be a manifest or an image index.
+    pub fn entry(&self, name: Option<&str>, platform: &Platform) -> Result<Descriptor, ImageError> {
         let index = self.read_index()?;
         let names = || {
             let v: Vec<String> = index
@@ -148,22 +156,19 @@ impl OciLayout {
                 .collect(),
             None => index.manifests.iter().collect(),
         };
-        let descriptor = match chosen.as_slice() {
-            [one] => (*one).clone(),
-            [] => {
-                return Err(ImageError::NoSuchRef {
-                    name: name.unwrap_or("(any)").to_owned(),
-                    path: self.root.clone(),
-                    available: names(),
-                });
-            }
+        match chosen.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => Err(ImageError::NoSuchRef {
+                name: name.unwrap_or("(any)").to_owned(),
+                path: self.root.clone(),
+                available: names(),
+            }),
             many => {
                 // Several entries: without a name, let the platform decide.
                 let list: Vec<Descriptor> = many.iter().map(|d| (*d).clone()).collect();
-                select_platform(&list, platform)?
+                select_platform(&list, platform)
             }
-        };
-        self.resolve(&descriptor, platform, 0)
+        }
     }
 
     fn resolve(
