@@ -21,9 +21,3 @@ fn main() -> ExitCode {
         }
     }
 }
-
-// mimalloc: a walk of a large context, its plan and a layer's entries are
-// many small allocations; glibc's allocator spent a fifth of a warm `kiln
-// plan` of 100,000 files in malloc/free.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -696,7 +696,9 @@ impl Builder<'_> {
         if !self.options.no_cache
             && let Some(out) = self.usable_output(hash)?
         {
-            if self.options.check {
+            // A fetch step's output is fixed by its pin and checked against
+            // it whenever it runs; `--check` does not fetch again.
+            if self.options.check && pstep.fetch.is_none() {
                 return check::rebuild(self, label, state, pstep, estep, hash, done, out);
             }
             return Ok((out, true));

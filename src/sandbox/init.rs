@@ -122,7 +122,26 @@ fn helper(report: &Reporter) -> Result<(), WireError> {
         detail: format!("bad request: {e}"),
     })?;
     drop(input);
+    enter(&req, report)
+}
 
+/// The helper's work without the exec: for [`super::run`] in a process
+/// that is single-threaded, in a child it forked (a fresh single-threaded
+/// process too). Reports go to `report`; returns the exit code.
+pub(super) fn forked_helper(req: &Request, report: File) -> i32 {
+    let report = Reporter(report);
+    match enter(req, &report) {
+        Ok(()) => 0,
+        Err(e) => {
+            report.send(&Report::Error(e));
+            1
+        }
+    }
+}
+
+/// Clones PID 1 into the new namespaces, maps its ids, lets it go and
+/// waits for it (enforcing the time limit).
+fn enter(req: &Request, report: &Reporter) -> Result<(), WireError> {
     let mut flags = CloneFlags::CLONE_NEWUSER
         | CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWPID
@@ -153,7 +172,7 @@ fn helper(report: &Reporter) -> Result<(), WireError> {
                 std::process::exit(1); // the helper reports why
             }
             drop(go_read);
-            let code = match pid1(&req, report) {
+            let code = match pid1(req, report) {
                 Ok(status) => {
                     report.send(&Report::Exit(status));
                     0

@@ -557,36 +557,27 @@ fn run_inner(
         plan,
         id_map: id_map.clone(),
     };
-    let mut line = serde_json::to_vec(&request).expect("a request always serializes");
-    line.push(b'\n');
-
     let (report_read, report_write) =
         std::io::pipe().map_err(host_err("create a pipe for", &spec.helper))?;
-    let mut cmd = Command::new(&spec.helper);
-    cmd.arg(init::SUBCOMMAND)
-        .env_clear()
-        .current_dir("/")
-        .stdin(Stdio::piped());
-    match output {
-        Output::Inherit => cmd.stdout(Stdio::inherit()).stderr(Stdio::inherit()),
-        Output::Null => cmd.stdout(Stdio::null()).stderr(Stdio::null()),
-        Output::Collect => cmd.stdout(Stdio::piped()).stderr(Stdio::piped()),
+    let mut helper = if sys::single_threaded() {
+        // A single-threaded caller (`kiln run`) forks the helper instead of
+        // exec'ing it: the forked child is as fresh and single-threaded as
+        // the exec'd one would be, and one program start is saved.
+        fork_helper(spec, &request, output, report_write)?
+    } else {
+        spawn_helper(spec, &request, output, report_write)?
     };
-    let mut child =
-        sys::spawn_with_report_fd(&mut cmd, OwnedFd::from(report_write)).map_err(|source| {
-            SandboxError::Spawn {
-                helper: spec.helper.clone(),
-                source,
-            }
-        })?;
-    let mut stdin = child.stdin.take().expect("stdin was piped");
-    let result = supervise(&mut child, &mut stdin, &line, report_read, sink);
-    drop(stdin);
+    let result = supervise(
+        report_read,
+        helper.stdout.take(),
+        helper.stderr.take(),
+        sink,
+    );
     if result.is_err() {
         // The helper's PID 1 dies with it (PR_SET_PDEATHSIG), and with PID 1 the namespace.
-        let _ = child.kill();
+        helper.kill();
     }
-    let waited = child.wait();
+    let waited = helper.wait();
     let (status, stubs) = result?;
     let status = match status {
         Some(Ok(status)) => status,
@@ -609,6 +600,154 @@ fn run_inner(
             id_map,
         }),
     )
+}
+
+/// The helper process: exec'd (`kiln __sandbox-init`) or forked.
+struct HelperProcess {
+    /// An exec'd helper, or the pid of a forked one.
+    process: Result<std::process::Child, nix::unistd::Pid>,
+    stdout: Option<std::io::PipeReader>,
+    stderr: Option<std::io::PipeReader>,
+}
+
+impl HelperProcess {
+    fn kill(&mut self) {
+        match &mut self.process {
+            Ok(child) => {
+                let _ = child.kill();
+            }
+            Err(pid) => {
+                let _ = nix::sys::signal::kill(*pid, nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+    }
+
+    /// Waits for it; describes how it ended.
+    fn wait(&mut self) -> std::io::Result<String> {
+        match &mut self.process {
+            Ok(child) => child.wait().map(|s| s.to_string()),
+            Err(pid) => loop {
+                match nix::sys::wait::waitpid(*pid, None) {
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Ok(status) => break Ok(format!("{status:?}")),
+                    Err(e) => break Err(e.into()),
+                }
+            },
+        }
+    }
+}
+
+/// Where the helper's stdout and stderr go, and the parent's read ends.
+type Stdio3 = (
+    Option<(std::io::PipeReader, std::io::PipeWriter)>,
+    Option<(std::io::PipeReader, std::io::PipeWriter)>,
+);
+
+fn output_pipes(spec: &Spec, output: Output) -> Result<Stdio3, SandboxError> {
+    if output != Output::Collect {
+        return Ok((None, None));
+    }
+    let pipe = || std::io::pipe().map_err(host_err("create a pipe for", &spec.helper));
+    Ok((Some(pipe()?), Some(pipe()?)))
+}
+
+/// Starts `kiln __sandbox-init` with the request on its stdin and the
+/// report pipe on fd 3.
+fn spawn_helper(
+    spec: &Spec,
+    request: &Request,
+    output: Output,
+    report_write: std::io::PipeWriter,
+) -> Result<HelperProcess, SandboxError> {
+    let mut line = serde_json::to_vec(request).expect("a request always serializes");
+    line.push(b'\n');
+    let mut cmd = Command::new(&spec.helper);
+    cmd.arg(init::SUBCOMMAND)
+        .env_clear()
+        .current_dir("/")
+        .stdin(Stdio::piped());
+    match output {
+        Output::Inherit => cmd.stdout(Stdio::inherit()).stderr(Stdio::inherit()),
+        Output::Null => cmd.stdout(Stdio::null()).stderr(Stdio::null()),
+        Output::Collect => cmd.stdout(Stdio::piped()).stderr(Stdio::piped()),
+    };
+    let mut child =
+        sys::spawn_with_report_fd(&mut cmd, OwnedFd::from(report_write)).map_err(|source| {
+            SandboxError::Spawn {
+                helper: spec.helper.clone(),
+                source,
+            }
+        })?;
+    let mut stdin = child.stdin.take().expect("stdin was piped");
+    // The helper reads the whole request before it writes anything, so
+    // this cannot block on a full stdout pipe.
+    if let Err(e) = stdin.write_all(&line) {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(SandboxError::Helper {
+            detail: format!("lost the helper: {e}"),
+        });
+    }
+    drop(stdin);
+    let stdout = child
+        .stdout
+        .take()
+        .map(|o| std::io::PipeReader::from(OwnedFd::from(o)));
+    let stderr = child
+        .stderr
+        .take()
+        .map(|e| std::io::PipeReader::from(OwnedFd::from(e)));
+    Ok(HelperProcess {
+        process: Ok(child),
+        stdout,
+        stderr,
+    })
+}
+
+/// Forks the helper (this process must be single-threaded): the child sets
+/// up its stdout and stderr, dies with this thread (PR_SET_PDEATHSIG), and
+/// does the helper's work on `request` directly.
+fn fork_helper(
+    spec: &Spec,
+    request: &Request,
+    output: Output,
+    report_write: std::io::PipeWriter,
+) -> Result<HelperProcess, SandboxError> {
+    let (out, err) = output_pipes(spec, output)?;
+    // Nothing of ours may be flushed twice (the child exits with `_exit`,
+    // but PID 1, forked from it, exits through std).
+    let _ = std::io::stdout().flush();
+    let parent = nix::unistd::getpid();
+    let forked = sys::fork().map_err(|source| SandboxError::Spawn {
+        helper: spec.helper.clone(),
+        source,
+    })?;
+    match forked {
+        sys::Forked::Child => {
+            let code = match sys::redirect_helper_stdio(
+                parent,
+                output,
+                out.as_ref().map(|(_, w)| w.as_fd()),
+                err.as_ref().map(|(_, w)| w.as_fd()),
+            ) {
+                Ok(()) => {
+                    drop(out);
+                    drop(err);
+                    init::forked_helper(request, std::fs::File::from(OwnedFd::from(report_write)))
+                }
+                Err(_) => 2,
+            };
+            sys::exit_now(code)
+        }
+        sys::Forked::Parent(pid) => {
+            drop(report_write);
+            Ok(HelperProcess {
+                process: Err(pid),
+                stdout: out.map(|(r, _)| r),
+                stderr: err.map(|(r, _)| r),
+            })
+        }
+    }
 }
 
 /// Removes the mount-point stubs from the upper dir and puts their parents'
@@ -657,19 +796,14 @@ type Supervised = (
 );
 
 fn supervise(
-    child: &mut std::process::Child,
-    stdin: &mut std::process::ChildStdin,
-    request: &[u8],
     report: std::io::PipeReader,
+    mut stdout: Option<std::io::PipeReader>,
+    mut stderr: Option<std::io::PipeReader>,
     sink: &mut dyn FnMut(Stream, &[u8]),
 ) -> Result<Supervised, SandboxError> {
     let helper_gone = |e: std::io::Error| SandboxError::Helper {
         detail: format!("lost the helper: {e}"),
     };
-    stdin.write_all(request).map_err(helper_gone)?;
-
-    let mut stdout = child.stdout.take();
-    let mut stderr = child.stderr.take();
     let mut report = Some(BufReader::new(report));
     let mut status = None;
     let mut stubs = Vec::new();

@@ -56,6 +56,57 @@ pub fn spawn_with_report_fd(cmd: &mut Command, report: OwnedFd) -> io::Result<Ch
     child
 }
 
+/// Whether this process has a single thread (it may then fork and keep
+/// running Rust code in the child: no other thread can hold a lock).
+pub fn single_threaded() -> bool {
+    std::fs::read_dir("/proc/thread-self/..").is_ok_and(|d| d.count() == 1)
+}
+
+/// In a forked helper: stdout and stderr to `out` and `err` (or
+/// `/dev/null`, or left alone for [`super::Output::Inherit`]), and
+/// `SIGKILL` when the thread that forked us exits, as
+/// [`spawn_with_report_fd`] arranges for an exec'd helper.
+pub fn redirect_helper_stdio(
+    parent: nix::unistd::Pid,
+    output: super::Output,
+    out: Option<std::os::fd::BorrowedFd<'_>>,
+    err: Option<std::os::fd::BorrowedFd<'_>>,
+) -> io::Result<()> {
+    match output {
+        super::Output::Inherit => {}
+        super::Output::Null => {
+            let null = nix::fcntl::open(
+                "/dev/null",
+                nix::fcntl::OFlag::O_WRONLY,
+                nix::sys::stat::Mode::empty(),
+            )?;
+            nix::unistd::dup2_stdout(&null)?;
+            nix::unistd::dup2_stderr(&null)?;
+        }
+        super::Output::Collect => {
+            let (Some(out), Some(err)) = (out, err) else {
+                return Err(io::Error::other("collected output needs two pipes"));
+            };
+            nix::unistd::dup2_stdout(out)?;
+            nix::unistd::dup2_stderr(err)?;
+        }
+    }
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+    // The parent may have died before the line above: then nobody waits
+    // for us (prctl(2) suggests this check).
+    if nix::unistd::getppid() != parent {
+        return Err(io::Error::other("the parent is gone"));
+    }
+    Ok(())
+}
+
+/// Ends a forked child at once (`_exit(2)`): no atexit handlers, no
+/// flushing of buffers it shares with its parent.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: `_exit` is async-signal-safe and takes no pointers.
+    unsafe { libc::_exit(code) }
+}
+
 /// The result of [`fork`].
 pub enum Forked {
     /// In the parent, with the child's pid.
