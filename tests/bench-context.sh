@@ -83,3 +83,15 @@ echo "  warm: ${warm_phase[*]}"
 echo "stat cache, whole kiln plan: cold best ${c}s, warm best ${w}s, speed-up $(echo "scale=1; $c / $w" | bc)x"
 echo "  cold: ${cold_times[*]}"
 echo "  warm: ${warm_times[*]}"
+
+# The same first pass with the file contents not in memory (as after a
+# reboot, or when the page cache has let them go): root only.
+if [ "$(id -u)" = 0 ] && [ -w /proc/sys/vm/drop_caches ]; then
+  store=$work/stat-store-disk
+  sync; echo 3 > /proc/sys/vm/drop_caches
+  s=$(date +%s.%N); KILN_STORE=$store "$kiln" plan "$big" >/dev/null 2>"$work/cold.err"; e=$(date +%s.%N)
+  dc=$(echo "$e - $s" | bc); dcp=$(phase "$work/cold.err")
+  KILN_STORE=$store "$kiln" plan "$big" >/dev/null 2>"$work/warm.err"
+  dwp=$(phase "$work/warm.err")
+  echo "first pass from disk (caches dropped): context phase ${dcp}s (whole plan ${dc}s); warm after it ${dwp}s: speed-up $(echo "scale=1; $dcp / $dwp" | bc)x"
+fi

@@ -19,11 +19,10 @@
 //!   as in fsutil. A path that vanishes during the walk is left out.
 //! - Directory entries are visited in byte order, never readdir order.
 
-use std::ffi::OsString;
-use std::fs::{self, Metadata};
+use std::ffi::OsStr;
+use std::fs;
 use std::io;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::dockerfile::dockerignore::{self, IgnoreError, MatchInfo, Matcher, Pruning};
@@ -218,7 +217,7 @@ pub fn walk_with(
             level.extend(listing.dirs);
         }
     }
-    out.par_sort_unstable_by(|a, b| a.path_bytes().cmp(b.path_bytes()));
+    let mut out = sort_entries(out);
     if !pending.is_empty() {
         let holding: Vec<Entry> = pending
             .into_iter()
@@ -231,7 +230,7 @@ pub fn walk_with(
             })
             .collect();
         out.extend(holding);
-        out.par_sort_unstable_by(|a, b| a.path_bytes().cmp(b.path_bytes()));
+        out = sort_entries(out);
     }
     Ok(out)
 }
@@ -256,115 +255,167 @@ struct Listing {
     dirs: Vec<Dir>,
 }
 
-/// Lists one directory: matches each name, `lstat`s those kept.
+/// Lists one directory: matches each name, `lstat`s those kept (in
+/// parallel, relative to the directory's descriptor).
 fn list_dir(
     dir: &Dir,
     matcher: &Matcher,
     pruning: Pruning,
     is_root: bool,
 ) -> Result<Listing, ContextError> {
+    use nix::fcntl::{AtFlags, OFlag};
     use rayon::prelude::*;
     let mut listing = Listing {
         entries: Vec::new(),
         pending: Vec::new(),
         dirs: Vec::new(),
     };
-    let read = fs::read_dir(&dir.abs).and_then(|it| it.collect::<io::Result<Vec<_>>>());
-    let children = match read {
-        Ok(children) => children,
+    let read_err = |errno: nix::errno::Errno| ContextError::ReadDir {
+        path: dir.abs.clone(),
+        source: io::Error::from(errno),
+    };
+    let opened = nix::fcntl::open(
+        &dir.abs,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .and_then(|fd| Ok((nix::unistd::dup(&fd)?, fd)));
+    let (stream_fd, fd) = match opened {
+        Ok(fds) => fds,
         // fsutil tolerates an unreadable directory it only entered to
         // look for exceptions.
-        Err(err)
+        Err(errno)
             if !is_root
-                && (vanished(&err)
-                    || (dir.excluded && err.kind() == io::ErrorKind::PermissionDenied)) =>
+                && (vanished(&io::Error::from(errno))
+                    || (dir.excluded && errno == nix::errno::Errno::EACCES)) =>
         {
             return Ok(listing);
         }
-        Err(source) => {
-            return Err(ContextError::ReadDir {
-                path: dir.abs.clone(),
-                source,
-            });
-        }
+        Err(errno) => return Err(read_err(errno)),
     };
-    // Which names are kept, and how.
-    struct Kept {
-        child: fs::DirEntry,
-        rel: Vec<u8>,
-        info: Option<MatchInfo>,
-        excluded: bool,
-    }
-    let mut kept = Vec::new();
-    for child in children {
-        let is_dir = match child.file_type() {
-            Ok(t) => t.is_dir(),
-            Err(err) if vanished(&err) => continue,
-            Err(source) => {
-                return Err(ContextError::Stat {
-                    path: child.path(),
-                    source,
-                });
-            }
+    let mut stream = nix::dir::Dir::from_fd(stream_fd).map_err(read_err)?;
+    // Which names are kept, and how: (path, offset of the name in it,
+    // the directory's pattern results, excluded).
+    let mut kept: Vec<(Vec<u8>, usize, Option<MatchInfo>, bool)> = Vec::new();
+    for item in stream.iter() {
+        let item = item.map_err(read_err)?;
+        let name = item.file_name().to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        let is_dir = match item.file_type() {
+            Some(t) => t == nix::dir::Type::Directory,
+            // No d_type from this filesystem: ask.
+            None => match nix::sys::stat::fstatat(&fd, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+                Ok(st) => st.st_mode & libc::S_IFMT == libc::S_IFDIR,
+                Err(errno) if vanished(&io::Error::from(errno)) => continue,
+                Err(errno) => {
+                    return Err(ContextError::Stat {
+                        path: dir.abs.join(std::ffi::OsStr::from_bytes(name)),
+                        source: io::Error::from(errno),
+                    });
+                }
+            },
         };
-        let mut rel = dir.rel.clone();
+        let mut rel = Vec::with_capacity(dir.rel.len() + 1 + name.len());
+        rel.extend_from_slice(&dir.rel);
         if !rel.is_empty() {
             rel.push(b'/');
         }
-        rel.extend_from_slice(child.file_name().as_bytes());
+        let start = rel.len();
+        rel.extend_from_slice(name);
         let (excluded, info) = matcher.matches_with_parent(&rel, &dir.info);
         if excluded && !(is_dir && matcher.must_enter_excluded_dir(&rel, pruning)) {
             continue;
         }
-        kept.push(Kept {
-            child,
-            rel,
-            info: is_dir.then_some(info),
-            excluded,
-        });
+        kept.push((rel, start, is_dir.then_some(info), excluded));
     }
-    /// An entry, the directory to list if it is one, whether excluded.
-    type Stated = Option<(Entry, Option<Dir>, bool)>;
-    let stated: Vec<Result<Stated, ContextError>> = kept
-        .into_par_iter()
+    drop(stream);
+    let stated: Vec<Result<Option<Entry>, ContextError>> = kept
+        .par_iter()
         .with_min_len(128)
-        .map(|k| {
-            let meta = match k.child.metadata() {
-                Ok(meta) => meta,
-                Err(err) if vanished(&err) => return Ok(None),
-                Err(source) => {
+        .map(|(rel, start, _, _)| {
+            let name = &rel[*start..];
+            let host = || dir.abs.join(std::ffi::OsStr::from_bytes(name));
+            let st = match nix::sys::stat::fstatat(&fd, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+                Ok(st) => st,
+                Err(errno) if vanished(&io::Error::from(errno)) => return Ok(None),
+                Err(errno) => {
                     return Err(ContextError::Stat {
-                        path: k.child.path(),
-                        source,
+                        path: host(),
+                        source: io::Error::from(errno),
                     });
                 }
             };
-            // The type from lstat decides: a name replaced by a directory
-            // since it was read is entered, one no longer a directory is not.
-            let sub = meta.is_dir().then(|| Dir {
-                abs: k.child.path(),
-                rel: k.rel.clone(),
-                info: k.info.unwrap_or_default(),
-                excluded: k.excluded,
-            });
-            let entry = make_entry(|| k.child.path(), k.rel, &meta)?;
-            Ok(Some((entry, sub, k.excluded)))
+            let kind = match st.st_mode & libc::S_IFMT {
+                libc::S_IFREG => EntryKind::File,
+                libc::S_IFDIR => EntryKind::Dir,
+                libc::S_IFLNK => {
+                    let target = nix::fcntl::readlinkat(&fd, name).map_err(|errno| {
+                        ContextError::ReadLink {
+                            path: host(),
+                            source: io::Error::from(errno),
+                        }
+                    })?;
+                    EntryKind::Symlink {
+                        target: PathBuf::from(target),
+                    }
+                }
+                _ => EntryKind::Other,
+            };
+            Ok(Some(Entry {
+                path: PathBuf::from(OsStr::from_bytes(rel)),
+                kind,
+                mode: st.st_mode,
+                size: u64::try_from(st.st_size).unwrap_or(0),
+                uid: st.st_uid,
+                gid: st.st_gid,
+                dev: st.st_dev,
+                inode: st.st_ino,
+                nlink: st.st_nlink,
+                rdev: st.st_rdev,
+                mtime: timestamp(st.st_mtime, st.st_mtime_nsec),
+                ctime: timestamp(st.st_ctime, st.st_ctime_nsec),
+            }))
         })
         .collect();
-    for item in stated {
-        let Some((entry, sub, excluded)) = item? else {
+    listing.entries.reserve(stated.len());
+    for (item, (rel, _, info, excluded)) in stated.into_iter().zip(kept) {
+        let Some(entry) = item? else {
             continue;
         };
-        if excluded {
-            if sub.is_some() {
+        // The type from lstat decides: a name replaced by a directory
+        // since it was read is entered, one no longer a directory is not.
+        if entry.kind == EntryKind::Dir {
+            listing.dirs.push(Dir {
+                abs: dir.abs.join(entry.path.file_name().unwrap_or_default()),
+                rel,
+                info: info.unwrap_or_default(),
+                excluded,
+            });
+            if excluded {
                 listing.pending.push(entry);
+                continue;
             }
-        } else {
+        }
+        if !excluded {
             listing.entries.push(entry);
         }
-        listing.dirs.extend(sub);
     }
     Ok(listing)
+}
+
+/// Sorts entries by path bytes, moving each entry once (an entry is large:
+/// sorting them in place moves them many times).
+fn sort_entries(entries: Vec<Entry>) -> Vec<Entry> {
+    use rayon::prelude::*;
+    let mut order: Vec<usize> = (0..entries.len()).collect();
+    order.par_sort_unstable_by(|&a, &b| entries[a].path_bytes().cmp(entries[b].path_bytes()));
+    let mut slots: Vec<Option<Entry>> = entries.into_iter().map(Some).collect();
+    order
+        .into_iter()
+        .map(|i| slots[i].take().expect("each index once"))
+        .collect()
 }
 
 /// Reads the ignore file for a build (F176): `<Dockerfile>.dockerignore`
@@ -403,40 +454,6 @@ fn vanished(err: &io::Error) -> bool {
     )
 }
 
-fn make_entry(
-    abs: impl FnOnce() -> PathBuf,
-    rel: Vec<u8>,
-    meta: &Metadata,
-) -> Result<Entry, ContextError> {
-    let file_type = meta.file_type();
-    let kind = if file_type.is_file() {
-        EntryKind::File
-    } else if file_type.is_dir() {
-        EntryKind::Dir
-    } else if file_type.is_symlink() {
-        let abs = abs();
-        let target =
-            fs::read_link(&abs).map_err(|source| ContextError::ReadLink { path: abs, source })?;
-        EntryKind::Symlink { target }
-    } else {
-        EntryKind::Other
-    };
-    Ok(Entry {
-        path: PathBuf::from(OsString::from_vec(rel)),
-        kind,
-        mode: meta.mode(),
-        size: meta.size(),
-        uid: meta.uid(),
-        gid: meta.gid(),
-        dev: meta.dev(),
-        inode: meta.ino(),
-        nlink: meta.nlink(),
-        rdev: meta.rdev(),
-        mtime: timestamp(meta.mtime(), meta.mtime_nsec()),
-        ctime: timestamp(meta.ctime(), meta.ctime_nsec()),
-    })
-}
-
 fn timestamp(seconds: i64, nanos: i64) -> Timestamp {
     Timestamp {
         seconds,
@@ -447,6 +464,8 @@ fn timestamp(seconds: i64, nanos: i64) -> Timestamp {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::ffi::OsString;
+    use std::os::unix::ffi::OsStringExt;
     use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 
     struct Ctx {
