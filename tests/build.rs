@@ -196,6 +196,51 @@ fn no_op_rebuild_builds_nothing_and_an_edit_reruns_only_later_steps() {
 }
 
 #[test]
+fn builds_racing_on_one_store_build_each_step_once_and_agree() {
+    common::require_sandbox!();
+    let c = Ctx::new();
+    let ctx = c.context("ctx", &app_files());
+    // A slow step, so that the four builds really meet at it.
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        APP.replace("RUN cat src/a.txt", "RUN sleep 1; cat src/a.txt"),
+    )
+    .unwrap();
+    let racers: Vec<_> = (0..4)
+        .map(|_| {
+            kiln()
+                .arg("--store")
+                .arg(c.store())
+                .args(["build", ctx.to_str().unwrap(), "--progress", "plain"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outs: Vec<Output> = racers
+        .into_iter()
+        .map(|r| r.wait_with_output().unwrap())
+        .collect();
+    for out in &outs {
+        assert!(out.status.success(), "{}", stderr(out));
+    }
+    let digests: Vec<String> = outs
+        .iter()
+        .map(|o| stdout(o).lines().last().unwrap().to_string())
+        .collect();
+    assert!(digests.iter().all(|d| *d == digests[0]), "{digests:?}");
+    // The RUN step ran once: one build waited on its lock and the others
+    // found its output.
+    let built = outs
+        .iter()
+        .filter(|o| stderr(o).contains("line 5 RUN built"))
+        .count();
+    assert_eq!(built, 1, "the RUN step was built {built} times");
+    c.verify_clean();
+}
+
+#[test]
 fn app_image_config_and_files_match_docker() {
     common::require_sandbox!();
     let c = Ctx::new();
