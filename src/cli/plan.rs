@@ -288,24 +288,6 @@ impl Resolver for StoreResolver<'_> {
     }
 }
 
-/// Base image configs from the store (pulled first if needed): the
-/// image's manifest, then its config (`Env`, `WorkingDir`, `User`,
-/// `Shell`, `OnBuild`).
-impl stage::BaseImages for StoreResolver<'_> {
-    fn config(&self, reference: &str) -> Option<stage::BaseConfig> {
-        let digest = self.resolve_image(reference).ok()?;
-        let image = crate::build::read_stored_image(self.store, &digest).ok()?;
-        let c = image.config.config;
-        Some(stage::BaseConfig {
-            env: c.env,
-            working_dir: c.working_dir.unwrap_or_default(),
-            user: c.user.unwrap_or_default(),
-            shell: c.shell,
-            onbuild: c.on_build,
-        })
-    }
-}
-
 /// Everything a plan is made of, for `plan` and later `build`.
 pub struct Planned {
     /// The Dockerfile as parsed.
