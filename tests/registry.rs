@@ -972,6 +972,24 @@ fn an_index_with_several_platforms_gives_linux_amd64() {
     ok(&out, "plan");
     assert!(stdout(&out).contains(&amd64), "{}", stdout(&out));
     assert!(built.starts_with("sha256:"));
+
+    // kiln.lock pins a tag that names an index to the index and to the
+    // platform's manifest, pulled fresh or found in the store.
+    for (store, from) in [
+        (Store::new(), format!("{host}/multi/app:oci")),
+        (c, format!("{host}/multi/app@{index_digest}")),
+    ] {
+        let ctx = tempfile::tempdir().unwrap();
+        std::fs::write(ctx.path().join("Dockerfile"), format!("FROM {from}\n")).unwrap();
+        store.ok(&["lock", ctx.path().to_str().unwrap()]);
+        let lock = std::fs::read_to_string(ctx.path().join("kiln.lock")).unwrap();
+        assert!(lock.contains(&index_digest), "{from}: {lock}");
+        assert!(lock.contains(&amd64), "{from}: {lock}");
+        assert!(lock.contains("linux/amd64"), "{from}: {lock}");
+        // A fresh store builds from the pin, pulling the manifest by digest.
+        let fresh = Store::new();
+        assert_eq!(fresh.ok(&["build", ctx.path().to_str().unwrap()]), built);
+    }
 }
 
 #[test]

@@ -236,8 +236,24 @@ pub(super) fn keep_roots(store: &Store, planned: &Planned, exact: bool) -> anyho
 }
 
 /// The pin of a reference the plan resolved to `digest`: an index gets its
-/// platform's manifest too.
-fn image_pin(store: &Store, reference: &str, digest: Sha256Digest) -> anyhow::Result<ImagePin> {
+/// platform's manifest too. `index`: the index the reference named, when
+/// the plan already holds the platform's manifest.
+fn image_pin(
+    store: &Store,
+    reference: &str,
+    digest: Sha256Digest,
+    index: Option<Sha256Digest>,
+) -> anyhow::Result<ImagePin> {
+    if let Some(index) = index {
+        return Ok(ImagePin {
+            reference: reference.to_owned(),
+            digest: index,
+            platform: Some(PlatformPin {
+                platform: crate::image::oci::Platform::linux_amd64().to_string(),
+                manifest: digest,
+            }),
+        });
+    }
     let media = store.blob_media_type(&digest)?;
     let platform = match media.as_deref() {
         Some(
@@ -369,6 +385,9 @@ pub(super) fn run(store_flag: Option<&Path>, args: &LockArgs) -> anyhow::Result<
 
     // `--update`: forget those pins, so they are made again.
     let first = make_plan_with(&args.build, &store, Some(lock.clone()), false)?;
+    // Indexes met by any plan of this run (a reference pulled by the first
+    // plan is a local image for the next ones).
+    let mut indexes = first.indexes.clone();
     let references: Vec<String> = resolved_images(&first)
         .into_iter()
         .map(|(r, _)| r)
@@ -393,11 +412,14 @@ pub(super) fn run(store_flag: Option<&Path>, args: &LockArgs) -> anyhow::Result<
     let mut runs = 0usize;
     loop {
         planned = make_plan_with(&args.build, &store, Some(lock.clone()), false)?;
+        indexes.extend(planned.indexes.clone());
         // Images first: every reference the build resolves gets its pin.
         let mut added = false;
         for (reference, digest) in resolved_images(&planned) {
             if lock.image(&reference).is_none() {
-                lock.images.push(image_pin(&store, &reference, digest)?);
+                let index = indexes.get(&reference).copied();
+                lock.images
+                    .push(image_pin(&store, &reference, digest, index)?);
                 eprintln!("pinned image {reference} to {digest}");
                 added = true;
             }

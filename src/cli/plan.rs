@@ -153,6 +153,9 @@ pub struct StoreResolver<'a> {
     store: &'a Store,
     client: Option<crate::image::registry::Client>,
     answers: std::cell::RefCell<BTreeMap<String, Result<Sha256Digest, std::rc::Rc<ResolveError>>>>,
+    /// References that named an image index, with its digest (the answer
+    /// is the index's manifest for the platform).
+    indexes: std::cell::RefCell<BTreeMap<String, Sha256Digest>>,
 }
 
 impl<'a> StoreResolver<'a> {
@@ -163,6 +166,7 @@ impl<'a> StoreResolver<'a> {
             store,
             client,
             answers: std::cell::RefCell::new(BTreeMap::new()),
+            indexes: std::cell::RefCell::new(BTreeMap::new()),
         }
     }
 
@@ -186,6 +190,12 @@ impl<'a> StoreResolver<'a> {
         answer
     }
 
+    /// The references resolved so far that named an image index, with the
+    /// index's digest.
+    pub fn indexes(&self) -> BTreeMap<String, Sha256Digest> {
+        self.indexes.borrow().clone()
+    }
+
     /// The hint for a reference that failed to resolve, if any.
     pub fn hint(&self, reference: &str) -> Option<String> {
         match self.answers.borrow().get(reference) {
@@ -200,6 +210,11 @@ impl<'a> StoreResolver<'a> {
             && let Ok(digest) = digest.parse::<Sha256Digest>()
             && let Some(found) = self.stored_manifest(&digest)?
         {
+            if found != digest {
+                self.indexes
+                    .borrow_mut()
+                    .insert(reference.to_owned(), digest);
+            }
             return Ok(found);
         }
         if !reference.contains('@') {
@@ -229,6 +244,11 @@ impl<'a> StoreResolver<'a> {
                 source: Box::new(source),
             }
         })?;
+        if let Some(index) = &pulled.index {
+            self.indexes
+                .borrow_mut()
+                .insert(reference.to_owned(), index.digest);
+        }
         Ok(pulled.image.descriptor.digest)
     }
 
@@ -306,6 +326,9 @@ pub struct Planned {
     pub lock: Option<Lockfile>,
     /// Where kiln.lock is (or would be).
     pub lock_path: PathBuf,
+    /// Image references that named an index, with its digest (the plan
+    /// holds the platform's manifest): kiln.lock pins both.
+    pub indexes: BTreeMap<String, Sha256Digest>,
 }
 
 /// What reading the build context took: printed as one line on stderr, as
@@ -485,6 +508,7 @@ pub fn make_plan_with(
         context: stats,
         lock,
         lock_path,
+        indexes: store_resolver.indexes(),
     })
 }
 
