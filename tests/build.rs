@@ -241,6 +241,48 @@ fn builds_racing_on_one_store_build_each_step_once_and_agree() {
 }
 
 #[test]
+fn an_opaque_directory_of_a_loaded_base_image_hides_the_layers_below_it() {
+    common::require_sandbox!();
+    let c = Ctx::new();
+    // Two layers: /d/old, then /d emptied and made again (an opaque dir).
+    let base = c.context(
+        "base",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN mkdir /d && touch /d/old\nRUN rm -rf /d && mkdir /d && touch /d/new\n",
+        )],
+    );
+    let digest = c.build(&base, &[]);
+    let layout = c.dir.path().join("layout");
+    let out = c.kiln(&[
+        "image",
+        "export",
+        &digest,
+        &format!("oci:{}:base", layout.display()),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // A fresh store unpacks the base from its blobs.
+    let fresh = Ctx::new();
+    let out = fresh.kiln(&[
+        "image",
+        "load",
+        &format!("oci:{}:base", layout.display()),
+        "--tag",
+        "base:1",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let app = fresh.context(
+        "app",
+        &[("Dockerfile", "FROM base:1\nRUN ls /d > /listing\n")],
+    );
+    let built = fresh.build(&app, &[]);
+    let files = fresh.files(&built);
+    assert!(files.iter().any(|f| f.ends_with("listing")), "{files:?}");
+    let out = fresh.kiln(&["run", "base:1", "--", "ls", "/d"]);
+    assert_eq!(stdout(&out), "new\n", "{}", stderr(&out));
+}
+
+#[test]
 fn app_image_config_and_files_match_docker() {
     common::require_sandbox!();
     let c = Ctx::new();

@@ -54,7 +54,9 @@ pub struct ExtractOptions {
     pub xattrs: bool,
     /// Keep the layer's deletions as overlayfs sees them (a whiteout as a
     /// 0/0 character device, an opaque directory as the
-    /// `trusted.overlay.opaque` xattr) instead of only applying them, so
+    /// `user.overlay.opaque` xattr, which overlayfs reads when mounted with
+    /// `userxattr` in a user namespace, as the sandbox mounts it) instead
+    /// of only applying them, so
     /// that the tree can be a lower dir above the layers it deletes from.
     /// Needs root; ignored otherwise.
     pub overlay_whiteouts: bool,
@@ -157,7 +159,10 @@ impl Extractor<'_> {
             if hidden == b".wh..opq" {
                 self.opaque(&parent)?;
                 if overlay {
-                    xattr::set(&parent, "trusted.overlay.opaque", b"y")
+                    // The sandbox's overlay is mounted in a user namespace,
+                    // with `userxattr`: it reads `user.overlay.*`, never
+                    // `trusted.*` (overlayfs.rst, "User xattr").
+                    xattr::set(&parent, "user.overlay.opaque", b"y")
                         .map_err(|e| ImageError::write(&parent, e))?;
                 }
                 return Ok(());
