@@ -489,7 +489,7 @@ EOF
     let st = std::process::Command::new("tar")
         .arg("-C")
         .arg(&t)
-        .arg("-czf")
+        .args(["--owner=0", "--group=0", "--numeric-owner", "-czf"])
         .arg(ctx.join("arch.tar.gz"))
         .arg("inner.txt")
         .status()

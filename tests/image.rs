@@ -51,6 +51,16 @@ fn tool_env(name: &str, args: &[&str], env: &[(&str, &str)]) -> Option<std::proc
     }
 }
 
+/// `umoci unpack --image IMAGE BUNDLE`, `--rootless` as a normal user (who
+/// cannot give the files their owners).
+fn umoci_unpack(image: &str, bundle: &Path) -> Option<std::process::Output> {
+    let mut args = vec!["unpack", "--image", image, bundle.to_str().unwrap()];
+    if !common::is_root() {
+        args.insert(1, "--rootless");
+    }
+    tool("umoci", &args)
+}
+
 fn ok(out: &std::process::Output, what: &str) {
     assert!(
         out.status.success(),
@@ -774,15 +784,7 @@ fn busybox_image_is_accepted_by_skopeo_and_umoci() {
 
     // umoci unpack, then run the unpacked busybox.
     let bundle = dir.path().join("bundle");
-    let Some(out) = tool(
-        "umoci",
-        &[
-            "unpack",
-            "--image",
-            &format!("{}:latest", layout_dir.display()),
-            bundle.to_str().unwrap(),
-        ],
-    ) else {
+    let Some(out) = umoci_unpack(&format!("{}:latest", layout_dir.display()), &bundle) else {
         return;
     };
     ok(&out, "umoci unpack");
@@ -827,15 +829,7 @@ fn skopeo_copies_and_umoci_unpacks_every_layout(#[case] compression: Compression
         return;
     }
     let bundle = dir.path().join("bundle");
-    let Some(out) = tool(
-        "umoci",
-        &[
-            "unpack",
-            "--image",
-            &format!("{}:t", src.display()),
-            bundle.to_str().unwrap(),
-        ],
-    ) else {
+    let Some(out) = umoci_unpack(&format!("{}:t", src.display()), &bundle) else {
         return;
     };
     ok(&out, "umoci unpack");
@@ -917,16 +911,19 @@ fn docker_archive_is_accepted_by_skopeo_and_podman_and_reads_back() {
     let conf = store.path().join("containers.conf");
     fs::write(
         &conf,
-        "[containers]\ndefault_ulimits = []\n[engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n",
+        "[containers]\ndefault_ulimits = []\n[engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\nlock_type = \"file\"\n",
     )
     .unwrap();
     let root_arg = store.path().join("root");
     let run_arg = store.path().join("run");
+    let tmp_arg = store.path().join("tmp");
     let base = [
         "--root",
         root_arg.to_str().unwrap(),
         "--runroot",
         run_arg.to_str().unwrap(),
+        "--tmpdir",
+        tmp_arg.to_str().unwrap(),
         "--storage-driver",
         "vfs",
     ];

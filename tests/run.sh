@@ -15,8 +15,9 @@ cd "$(dirname "$0")/.."
 #   apache2-utils: `htpasswd -Bbn`, the registry's Basic auth users (tests/registry.rs)
 #   openssl: signs the JWTs of the token server in tests/registry.rs
 #   curl: PUTs image indexes to the registry (tests/registry.rs)
-packages=(nix-bin busybox-static skopeo umoci podman mmdebstrap golang-go docker-registry apache2-utils openssl curl)
-tools=(nix-instantiate /bin/busybox skopeo umoci podman mmdebstrap go docker-registry htpasswd openssl curl)
+#   uidmap: newuidmap/newgidmap, kiln's own user namespace for a normal user (tests/unprivileged.sh)
+packages=(nix-bin busybox-static skopeo umoci podman mmdebstrap golang-go docker-registry apache2-utils openssl curl uidmap)
+tools=(nix-instantiate /bin/busybox skopeo umoci podman mmdebstrap go docker-registry htpasswd openssl curl newuidmap)
 
 missing=()
 for i in "${!tools[@]}"; do
@@ -55,6 +56,11 @@ else
   cargo test --workspace --no-fail-fast
 fi
 cargo test --doc --workspace
+# As root: the sandbox, build, fetch, store, image and diff tests again as a
+# normal user, with and without subordinate ids and under `kiln unshare`.
+if [ "$(id -u)" = 0 ]; then
+  bash tests/unprivileged.sh
+fi
 # The slow end-to-end examples (Debian base images made once by
 # examples/bases.sh and cached under target/kiln-test-cache): go-server,
 # static-site and node-native, each locked, built, carried in a bundle to a

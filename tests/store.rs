@@ -280,7 +280,16 @@ fn read_only_store_gives_a_clear_error_and_loses_nothing() {
                 .unwrap()
         };
         chmod("a-w");
-        let out = add(&store, &[&b]);
+        // As root of its own user namespace (`kiln unshare`) kiln would
+        // ignore file modes too: keep it in ours.
+        let out = kiln()
+            .env("KILN_USERNS", "0")
+            .arg("--store")
+            .arg(&store)
+            .args(["store", "add"])
+            .arg(&b)
+            .output()
+            .unwrap();
         chmod("u+w");
         out
     };

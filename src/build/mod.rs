@@ -1105,13 +1105,26 @@ pub(crate) fn resolve_dest(workdir: &str, dest: &str) -> String {
     crate::plan::select::clean_source(&joined)
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// An error and its sources on one line, then the sandbox's hint (if it
+/// has one) on the next: the message of a failed step.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        src = c.source();
+    let mut hint = None;
+    let mut link = Some(e);
+    while let Some(c) = link {
+        if !std::ptr::addr_eq(c, e) {
+            s.push_str(": ");
+            s.push_str(&c.to_string());
+        }
+        hint = hint.or_else(|| {
+            c.downcast_ref::<SandboxError>()
+                .and_then(SandboxError::hint)
+        });
+        link = c.source();
+    }
+    if let Some(hint) = hint {
+        s.push_str("\nhint: ");
+        s.push_str(&hint);
     }
     s
 }

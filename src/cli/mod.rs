@@ -15,6 +15,7 @@ mod push;
 mod run;
 mod show;
 mod store;
+mod unshare;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -69,6 +70,10 @@ pub enum Command {
     /// Compare two images (or, with `--plan`, two derivation graphs);
     /// exit 0 if the same, 1 if different, 2 on error.
     Diff(diff::DiffArgs),
+    /// Run a command as root of kiln's own user namespace (a normal user
+    /// with subordinate ids): where store files have the owners images give
+    /// them, to look at or remove them, or to run kiln's tests.
+    Unshare(unshare::UnshareArgs),
     /// The sandbox's child side (internal: spawned by kiln itself).
     #[command(name = "__sandbox-init", hide = true)]
     SandboxInit,
@@ -76,6 +81,9 @@ pub enum Command {
 
 /// Runs one command.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if !matches!(cli.command, Command::SandboxInit) {
+        enter_user_namespace();
+    }
     match cli.command {
         Command::Parse(args) => parse::run(&args),
         Command::Plan(args) => plan::run(cli.store.as_deref(), &args),
@@ -89,9 +97,34 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Log(args) => build::log(cli.store.as_deref(), &args),
         Command::Run(args) => run::run(cli.store.as_deref(), &args),
         Command::Diff(args) => Ok(diff::run(cli.store.as_deref(), &args)),
+        Command::Unshare(args) => unshare::run(&args),
         Command::SandboxInit => Ok(ExitCode::from(
             u8::try_from(crate::sandbox::init::main()).unwrap_or(1),
         )),
+    }
+}
+
+/// Unprivileged, with subordinate ids: run as root of kiln's own user
+/// namespace, where store files can have the owners images give them (see
+/// [`crate::sandbox::enter_own_user_namespace`]). `KILN_USERNS=0` keeps
+/// kiln in the caller's namespace (files then all belong to the caller, so
+/// layers record every file as root's).
+#[expect(clippy::print_stderr, reason = "cli prints")]
+fn enter_user_namespace() {
+    if std::env::var_os("KILN_USERNS").is_some_and(|v| v == "0") {
+        return;
+    }
+    if let Err(e) = crate::sandbox::enter_own_user_namespace() {
+        let mut why = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            why.push_str(": ");
+            why.push_str(&s.to_string());
+            source = s.source();
+        }
+        eprintln!(
+            "warning: kiln could not enter its own user namespace ({why}); it runs as you alone, and files a build gives other owners become yours"
+        );
     }
 }
 

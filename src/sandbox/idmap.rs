@@ -51,6 +51,15 @@ pub struct IdMap {
     /// `newuidmap` and `newgidmap`, to apply the maps with (unprivileged,
     /// with subordinate ranges).
     helpers: Option<(PathBuf, PathBuf)>,
+    /// Whether the sandbox stays in this process's user namespace instead
+    /// of making one: for root of a user namespace that is not the
+    /// initial one (kiln's own, see [`enter_own_user_namespace`]). The
+    /// kernel lets such a root map its own uid 0 into a child namespace
+    /// only with `CAP_SETFCAP` over the initial namespace, which it lacks
+    /// (user_namespaces(7), "capabilities: require CAP_SETFCAP to map uid
+    /// 0"); rootless podman runs its containers the same way.
+    #[serde(default)]
+    pub(crate) shared: bool,
 }
 
 fn to_host(ranges: &[IdRange], id: u32) -> Option<u32> {
@@ -81,57 +90,64 @@ impl IdMap {
             gids: range,
             setgroups: true,
             helpers: None,
+            shared: false,
         }
     }
 
-    /// The map for this process: [`IdMap::host_root`] as root, else own ids
-    /// as root plus the subordinate ranges when `newuidmap` is installed.
+    /// The map for this process: as root of the host, [`IdMap::host_root`];
+    /// as root of a user namespace (kiln's own, see
+    /// [`enter_own_user_namespace`], or a container's), the ids that
+    /// namespace has, one to one, shared with the sandbox; else the
+    /// caller's own ids as root inside and nothing else (an unprivileged
+    /// process cannot give files other owners; the kiln command enters its
+    /// own user namespace first when subordinate ids allow).
     pub fn for_invoker() -> IdMap {
         let uid = nix::unistd::geteuid().as_raw();
         let gid = nix::unistd::getegid().as_raw();
         if uid == 0 {
-            return IdMap::host_root();
+            return match (mapped_from_zero("uid_map"), mapped_from_zero("gid_map")) {
+                (Some(u), Some(g)) => IdMap::nested(u, g),
+                _ => IdMap::host_root(),
+            };
         }
-        let own = |id| {
-            vec![IdRange {
-                inside: 0,
-                host: id,
-                count: 1,
-            }]
-        };
-        let helpers = find_in_path("newuidmap").zip(find_in_path("newgidmap"));
+        IdMap {
+            uids: own_id(uid),
+            gids: own_id(gid),
+            setgroups: false,
+            helpers: None,
+            shared: false,
+        }
+    }
+
+    /// The map of kiln's own user namespace for an unprivileged caller:
+    /// its own ids as 0, its first subordinate ranges from 1, written
+    /// through `newuidmap`/`newgidmap`. None without those tools or ranges.
+    fn subordinate_for_invoker() -> Option<IdMap> {
+        let uid = nix::unistd::geteuid().as_raw();
+        let gid = nix::unistd::getegid().as_raw();
+        let helpers = find_in_path("newuidmap").zip(find_in_path("newgidmap"))?;
         let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
             .ok()
             .flatten()
             .map(|u| u.name);
-        let sub_u = subordinate("/etc/subuid", uid, name.as_deref());
-        let sub_g = subordinate("/etc/subgid", uid, name.as_deref());
-        if let (Some(tools), Some(su), Some(sg)) = (helpers, sub_u, sub_g) {
-            let mut uids = own(uid);
-            uids.push(IdRange {
+        let su = subordinate("/etc/subuid", uid, name.as_deref())?;
+        let sg = subordinate("/etc/subgid", uid, name.as_deref())?;
+        let with_sub = |own: u32, (start, count): (u32, u32)| {
+            let mut ranges = own_id(own);
+            ranges.push(IdRange {
                 inside: 1,
-                host: su.0,
-                count: su.1,
+                host: start,
+                count,
             });
-            let mut gids = own(gid);
-            gids.push(IdRange {
-                inside: 1,
-                host: sg.0,
-                count: sg.1,
-            });
-            return IdMap {
-                uids,
-                gids,
-                setgroups: true,
-                helpers: Some(tools),
-            };
-        }
-        IdMap {
-            uids: own(uid),
-            gids: own(gid),
-            setgroups: false,
-            helpers: None,
-        }
+            ranges
+        };
+        Some(IdMap {
+            uids: with_sub(uid, su),
+            gids: with_sub(gid, sg),
+            setgroups: true,
+            helpers: Some(helpers),
+            shared: false,
+        })
     }
 
     /// Whether only root exists inside (unprivileged, no subordinate ids):
@@ -199,10 +215,32 @@ impl IdMap {
         Ok(())
     }
 
+    /// One to one over the first `uids` (`gids`) ids, at most
+    /// [`ID_RANGE_SIZE`]: for root of a user namespace that has no more.
+    fn nested(uids: u32, gids: u32) -> IdMap {
+        let range = |count: u32| {
+            vec![IdRange {
+                inside: 0,
+                host: 0,
+                count: count.min(ID_RANGE_SIZE),
+            }]
+        };
+        IdMap {
+            uids: range(uids),
+            gids: range(gids),
+            setgroups: true,
+            helpers: None,
+            shared: true,
+        }
+    }
+
     /// Writes the maps of process `pid` (just cloned into its own user
     /// namespace; we are in the parent one): directly as root, through `newuidmap`/`newgidmap` with
     /// subordinate ranges, else the single own-id map after `setgroups` deny.
     pub(crate) fn apply(&self, pid: i32) -> Result<(), SandboxError> {
+        if self.shared {
+            return Ok(());
+        }
         let line = |r: &IdRange| format!("{} {} {}\n", r.inside, r.host, r.count);
         if let Some((newuidmap, newgidmap)) = &self.helpers {
             for (tool, ranges) in [(newuidmap, &self.uids), (newgidmap, &self.gids)] {
@@ -247,6 +285,77 @@ impl IdMap {
     }
 }
 
+/// How many ids from 0 this process's user namespace maps, when it is not
+/// the initial one (whose map is `0 0 4294967295`).
+fn mapped_from_zero(file: &str) -> Option<u32> {
+    let text = std::fs::read_to_string(format!("/proc/self/{file}")).ok()?;
+    parse_mapped_from_zero(&text)
+}
+
+fn parse_mapped_from_zero(text: &str) -> Option<u32> {
+    let mut ranges: Vec<(u32, u32)> = text
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let inside: u32 = f.next()?.parse().ok()?;
+            let _host: u32 = f.next()?.parse().ok()?;
+            let count: u32 = f.next()?.parse().ok()?;
+            Some((inside, count))
+        })
+        .collect();
+    if ranges == [(0, u32::MAX)] {
+        return None;
+    }
+    ranges.sort_unstable();
+    let mut next = 0u32;
+    for (inside, count) in ranges {
+        if inside != next {
+            break;
+        }
+        next = next.checked_add(count)?;
+    }
+    (next > 0).then_some(next)
+}
+
+/// Makes this process root of a new user namespace in which inside ids
+/// `0..=65536` are the invoking user and its subordinate range (as
+/// `podman unshare` and `buildah unshare` do), when kiln runs unprivileged
+/// and `/etc/subuid`, `/etc/subgid`, `newuidmap` and `newgidmap` allow it.
+///
+/// kiln then works there as it does as root of the host: it can give store
+/// files any owner an image has (a layer tree owned by uid 1000 is owned by
+/// 1000 as kiln sees it), unpack base layers with their owners, and give
+/// each sandbox its ids one to one; layers and images come out the same
+/// bytes as a root build's. On the host, kiln's files belong to the user
+/// and its subordinate ids.
+///
+/// Returns whether it entered one: not as root, not when already in a user
+/// namespace, not without subordinate ids. Must be called while this
+/// process has one thread: a forked child writes the maps (from the parent
+/// namespace, through `newuidmap`) once this process has unshared.
+pub fn enter_own_user_namespace() -> Result<bool, SandboxError> {
+    if nix::unistd::geteuid().is_root()
+        || mapped_from_zero("uid_map").is_some()
+        || !super::sys::single_threaded()
+    {
+        return Ok(false);
+    }
+    let Some(map) = IdMap::subordinate_for_invoker() else {
+        return Ok(false);
+    };
+    super::sys::unshare_user_namespace(|pid| map.apply(pid))?;
+    Ok(true)
+}
+
+/// A map of one id: `id` on the host is 0 inside.
+fn own_id(id: u32) -> Vec<IdRange> {
+    vec![IdRange {
+        inside: 0,
+        host: id,
+        count: 1,
+    }]
+}
+
 fn find_in_path(tool: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
@@ -281,6 +390,19 @@ mod tests {
         assert_eq!(m.inside_gid(HOST_ROOT_ID_BASE + 65_534), Some(65_534));
         assert_eq!(m.inside_uid(0), None);
         assert!(!m.is_single());
+    }
+
+    #[test]
+    fn a_user_namespace_is_told_from_the_initial_one() {
+        assert_eq!(parse_mapped_from_zero("0 0 4294967295\n"), None);
+        assert_eq!(
+            parse_mapped_from_zero("0 1001 1\n1 100000 65536\n"),
+            Some(65_537)
+        );
+        assert_eq!(parse_mapped_from_zero("1 100000 65536\n"), None);
+        let m = IdMap::nested(65_537, 65_537);
+        assert_eq!(m.host_uid(1000), Some(1000));
+        assert_eq!(m.host_uid(65_536), None);
     }
 
     #[test]

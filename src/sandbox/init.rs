@@ -142,14 +142,16 @@ pub(super) fn forked_helper(req: &Request, report: File) -> i32 {
 /// Clones PID 1 into the new namespaces, maps its ids, lets it go and
 /// waits for it (enforcing the time limit).
 fn enter(req: &Request, report: &Reporter) -> Result<(), WireError> {
-    let mut flags = CloneFlags::CLONE_NEWUSER
-        | CloneFlags::CLONE_NEWNS
+    let mut flags = CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWPID
         | CloneFlags::CLONE_NEWUTS
         | CloneFlags::CLONE_NEWIPC
         | CloneFlags::CLONE_NEWCGROUP;
     if req.spec.network == Network::Off {
         flags |= CloneFlags::CLONE_NEWNET;
+    }
+    if !req.id_map.shared {
+        flags |= CloneFlags::CLONE_NEWUSER;
     }
     // PID 1 starts in the new namespaces straight from clone(2): with
     // CLONE_NEWUSER the user namespace is created first and owns the others.

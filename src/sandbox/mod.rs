@@ -62,7 +62,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use capture::{Change, ChangeKind, ChangeSet, capture};
-pub use idmap::{HOST_ROOT_ID_BASE, ID_RANGE_SIZE, IdMap, IdRange};
+pub use idmap::{HOST_ROOT_ID_BASE, ID_RANGE_SIZE, IdMap, IdRange, enter_own_user_namespace};
 pub use plan::MountOp;
 
 /// The hostname every step sees (BuildKit's, so scripts that look at it behave

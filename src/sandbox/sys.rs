@@ -107,6 +107,90 @@ pub fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// Moves this (single-threaded) process into a new user namespace:
+/// forks a child that stays behind in this one, unshares, lets the child
+/// write the new namespace's maps with `write_maps(pid of this process)`
+/// (`newuidmap` must run in the parent namespace), waits for it, and
+/// returns. Afterwards this process is root of the new namespace, with all
+/// capabilities there (user_namespaces(7)).
+pub fn unshare_user_namespace(
+    write_maps: impl FnOnce(i32) -> Result<(), super::SandboxError>,
+) -> Result<(), super::SandboxError> {
+    use nix::unistd::{read, write};
+    let err = |op: &'static str| {
+        move |e: nix::errno::Errno| super::SandboxError::Host {
+            op,
+            path: std::path::PathBuf::from("/proc/self/ns/user"),
+            source: io::Error::from(e),
+        }
+    };
+    let (ready_r, ready_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(err("pipe2"))?;
+    let (done_r, done_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(err("pipe2"))?;
+    let me = nix::unistd::getpid();
+    match fork().map_err(|source| super::SandboxError::Host {
+        op: "fork",
+        path: std::path::PathBuf::from("/proc/self"),
+        source,
+    })? {
+        Forked::Child => {
+            drop(ready_w);
+            drop(done_r);
+            let mut byte = [0u8; 1];
+            let unshared = loop {
+                match read(&ready_r, &mut byte) {
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    r => break r == Ok(1),
+                }
+            };
+            let reply = if !unshared {
+                "0".to_owned()
+            } else {
+                match write_maps(me.as_raw()) {
+                    Ok(()) => "1".to_owned(),
+                    Err(e) => format!(
+                        "0{e}: {}",
+                        std::error::Error::source(&e).map_or(String::new(), |s| s.to_string())
+                    ),
+                }
+            };
+            let _ = write(&done_w, reply.as_bytes());
+            exit_now(i32::from(!reply.starts_with('1')))
+        }
+        Forked::Parent(child) => {
+            drop(ready_r);
+            drop(done_w);
+            let unshared = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER);
+            let _ = write(&ready_w, if unshared.is_ok() { b"1" } else { b"0" });
+            drop(ready_w);
+            let mut reply = Vec::new();
+            let mut buf = [0u8; 512];
+            loop {
+                match read(&done_r, &mut buf) {
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Ok(n) if n > 0 => reply.extend_from_slice(&buf[..n]),
+                    _ => break,
+                }
+            }
+            let _ = nix::sys::wait::waitpid(child, None);
+            unshared.map_err(err("unshare(CLONE_NEWUSER)"))?;
+            if reply.first() != Some(&b'1') {
+                let why = String::from_utf8_lossy(reply.get(1..).unwrap_or_default()).into_owned();
+                return Err(super::SandboxError::IdMap {
+                    what: "the maps of kiln's own user namespace".into(),
+                    source: io::Error::other(if why.is_empty() {
+                        "the helper that writes them died".to_owned()
+                    } else {
+                        why
+                    }),
+                });
+            }
+            Ok(())
+        }
+    }
+}
+
 /// The result of [`fork`].
 pub enum Forked {
     /// In the parent, with the child's pid.

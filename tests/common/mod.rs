@@ -96,6 +96,30 @@ macro_rules! require_sandbox {
 #[allow(unused_imports, reason = "only sandbox tests use it")]
 pub(crate) use require_sandbox;
 
+/// Why the sandbox has only one id (root) inside, if so: a normal user
+/// outside kiln's own user namespace (`kiln unshare`) cannot give files
+/// other owners.
+#[allow(dead_code, reason = "only some test binaries use it")]
+pub fn several_ids_unavailable() -> Option<String> {
+    kiln::sandbox::IdMap::for_invoker().is_single().then(|| {
+        "as a normal user only your own uid exists in the sandbox; run the tests under          `kiln unshare` (needs newuidmap and ranges in /etc/subuid and /etc/subgid)"
+            .into()
+    })
+}
+
+/// Returns from a test, printing why, when the sandbox has only root.
+#[allow(unused_macros, reason = "only sandbox tests use it")]
+macro_rules! require_several_ids {
+    () => {
+        if let Some(reason) = crate::common::several_ids_unavailable() {
+            crate::common::print_skip(&reason);
+            return;
+        }
+    };
+}
+#[allow(unused_imports, reason = "only sandbox tests use it")]
+pub(crate) use require_several_ids;
+
 /// Makes a busybox root filesystem under `dir`: `/bin/busybox` with applet
 /// symlinks, `/etc/passwd` (root, `user` 1000), `/etc/group`, `/tmp` (1777),
 /// and no `/proc` or `/dev` (the sandbox makes those mount points itself).
@@ -129,7 +153,13 @@ pub fn busybox_tar(dir: &Path) -> PathBuf {
     let rootfs = busybox_rootfs(dir);
     let tar = dir.join("busybox.tar");
     let st = Command::new("tar")
-        .args(["--sort=name", "-C"])
+        .args([
+            "--sort=name",
+            "--owner=0",
+            "--group=0",
+            "--numeric-owner",
+            "-C",
+        ])
         .arg(&rootfs)
         .arg("-cf")
         .arg(&tar)
