@@ -95,3 +95,26 @@ if [ "$(id -u)" = 0 ] && [ -w /proc/sys/vm/drop_caches ]; then
   dwp=$(phase "$work/warm.err")
   echo "first pass from disk (caches dropped): context phase ${dcp}s (whole plan ${dc}s); warm after it ${dwp}s: speed-up $(echo "scale=1; $dcp / $dwp" | bc)x"
 fi
+
+# The floor of any stat cache: it must lstat every file to see that none
+# changed. git does the same for `git status` (its index is a stat cache);
+# alternate kiln's warm pass with `git status` over the same tree (the
+# repository kept outside the context, untracked cache off so git lists
+# every directory as kiln does).
+if command -v git >/dev/null; then
+  store=$work/stat-store-git
+  export GIT_DIR=$work/git GIT_WORK_TREE=$big
+  git init -q && git add -A && git status --porcelain >/dev/null
+  KILN_STORE=$store "$kiln" plan "$big" >/dev/null 2>&1
+  sleep 1
+  kw=(); gw=()
+  for i in $(seq "$rounds"); do
+    KILN_STORE=$store "$kiln" plan "$big" >/dev/null 2>"$work/warm.err"; kw+=("$(phase "$work/warm.err")")
+    s=$(date +%s.%N); git -c core.untrackedCache=false status --porcelain >/dev/null; e=$(date +%s.%N)
+    gw+=("$(echo "$e - $s" | bc)")
+  done
+  unset GIT_DIR GIT_WORK_TREE
+  echo "warm pass against git status on the same tree: kiln context phase best $(printf '%s\n' "${kw[@]}" | best)s, git status best $(printf '%s\n' "${gw[@]}" | best)s"
+  echo "  kiln: ${kw[*]}"
+  echo "  git:  ${gw[*]}"
+fi
