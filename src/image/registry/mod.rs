@@ -494,6 +494,29 @@ fn header<'a>(resp: &'a Response<ureq::Body>, name: &str) -> Option<&'a str> {
     resp.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
+/// A response body of JSON (a token, a manifest), at most [`MAX_JSON`]
+/// bytes; a failure to read it names `what` and the `url`.
+fn read_json_body(
+    resp: Response<ureq::Body>,
+    r: &Reference,
+    what: &str,
+    url: &str,
+    attempts: u32,
+) -> Result<Vec<u8>, RegistryError> {
+    resp.into_body()
+        .with_config()
+        .limit(MAX_JSON)
+        .read_to_vec()
+        .map_err(|source| RegistryError::Connect {
+            registry: r.registry.clone(),
+            repository: r.repository.clone(),
+            what: what.to_owned(),
+            url: url.to_owned(),
+            attempts,
+            source: Box::new(source),
+        })
+}
+
 /// A reader that keeps the error of the blob source it wraps, so an upload
 /// that failed because the local blob is bad (or unreadable) is told from a
 /// network failure.
@@ -857,19 +880,7 @@ impl Client {
             #[serde(default)]
             access_token: Option<String>,
         }
-        let body = resp
-            .into_body()
-            .with_config()
-            .limit(MAX_JSON)
-            .read_to_vec()
-            .map_err(|source| RegistryError::Connect {
-                registry: r.registry.clone(),
-                repository: r.repository.clone(),
-                what: "a token".into(),
-                url: realm.to_owned(),
-                attempts: attempt + 1,
-                source: Box::new(source),
-            })?;
+        let body = read_json_body(resp, r, "a token", realm, attempt + 1)?;
         let t: Token = serde_json::from_slice(&body).map_err(|e| RegistryError::Denied {
             registry: r.registry.clone(),
             repository: r.repository.clone(),
@@ -953,19 +964,7 @@ impl Client {
         let content_type = header(&resp, "content-type")
             .map(|v| v.split(';').next().unwrap_or("").trim().to_owned());
         let header_digest = header(&resp, "docker-content-digest").map(str::to_owned);
-        let bytes = resp
-            .into_body()
-            .with_config()
-            .limit(MAX_JSON)
-            .read_to_vec()
-            .map_err(|source| RegistryError::Connect {
-                registry: r.registry.clone(),
-                repository: r.repository.clone(),
-                what: what.clone(),
-                url: call.url.clone(),
-                attempts: 1,
-                source: Box::new(source),
-            })?;
+        let bytes = read_json_body(resp, r, &what, &call.url, 1)?;
         let digest = Sha256Digest::of(&bytes);
         let named = match (name.parse::<Sha256Digest>(), &header_digest) {
             (Ok(d), _) => Some(d),
