@@ -29,15 +29,9 @@ if ! runuser -u "$user" -- test -r Cargo.toml -a -x "$kiln"; then
   exit 1
 fi
 
-mapfile -t bins < <(cargo test --workspace --no-run --message-format=json 2>/dev/null |
-  python3 -c '
-import json, sys
-wanted = {"sandbox", "build", "fetch", "store", "image", "diff"}
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] in wanted and m["target"]["kind"] == ["test"]:
-        print(m["executable"])
-')
+# cargo names each test binary: "Executable tests/NAME.rs (target/debug/deps/NAME-HASH)".
+mapfile -t bins < <(cargo test --workspace --no-run 2>&1 |
+  sed -n 's#^ *Executable tests/\(sandbox\|build\|fetch\|store\|image\|diff\)\.rs (\(.*\))$#\2#p')
 [ "${#bins[@]}" = 6 ] || { echo "tests/unprivileged.sh: expected 6 test binaries, found ${#bins[@]}" >&2; exit 1; }
 
 home=$(mktemp -d)
