@@ -681,3 +681,37 @@ fn issue_7_killing_kiln_run_kills_the_sandbox() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn kiln_unshare_runs_the_command_with_its_arguments_and_status() {
+    require_sandbox!();
+    let out = kiln_cmd()
+        .args([
+            "unshare",
+            "sh",
+            "-c",
+            "echo \"$1\"; id -u; exit 3",
+            "_",
+            "--flag",
+        ])
+        .output()
+        .unwrap();
+    let err = common::stderr(&out);
+    // As root (of the host or of kiln's namespace), and as a normal user
+    // whose kiln can enter a namespace of its own, the command runs there
+    // as root; with a single id there is none, and kiln says what is needed.
+    let single = !common::is_root() && std::env::var_os("KILN_USERNS").is_some_and(|v| v == "0");
+    if single {
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains("/etc/subuid"), "{err}");
+    } else if common::is_root() || out.status.code() == Some(3) {
+        assert_eq!(out.status.code(), Some(3), "{err}");
+        assert_eq!(common::stdout(&out), "--flag\n0\n");
+    } else {
+        assert!(err.contains("/etc/subuid"), "{err}");
+    }
+}
+
+fn kiln_cmd() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+}
