@@ -19,7 +19,9 @@ user=${KILN_TEST_USER:-kiln-test}
 if ! id "$user" >/dev/null 2>&1; then
   useradd --system --no-create-home --shell /usr/sbin/nologin "$user"
 fi
-# A range far above the usual useradd allocations (100000 + 65536 n).
+# A range far above the usual useradd allocations (100000 + 65536 n);
+# usermod refuses to add one to a file that does not exist yet.
+touch /etc/subuid /etc/subgid
 grep -q "^$user:" /etc/subuid || usermod --add-subuids 3000000-3065535 "$user"
 grep -q "^$user:" /etc/subgid || usermod --add-subgids 3000000-3065535 "$user"
 
