@@ -715,3 +715,48 @@ fn kiln_unshare_runs_the_command_with_its_arguments_and_status() {
 fn kiln_cmd() -> std::process::Command {
     std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
 }
+
+#[test]
+fn a_refused_id_map_is_an_error_not_a_broken_namespace() {
+    // Only a normal user with subordinate ids makes a namespace of kiln's own.
+    let uid = nix::unistd::geteuid();
+    let name = nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_default();
+    let listed = std::fs::read_to_string("/etc/subuid").is_ok_and(|t| {
+        t.lines().any(|l| {
+            let who = l.split(':').next().unwrap_or_default();
+            who == name || who == uid.to_string()
+        })
+    });
+    if common::is_root() || !listed || std::env::var_os("KILN_USERNS").is_some_and(|v| v == "0") {
+        common::print_skip("needs a normal user with ranges in /etc/subuid");
+        return;
+    }
+    // newuidmap and newgidmap that refuse, found first on PATH.
+    let fake = tempfile::tempdir().unwrap();
+    for tool in ["newuidmap", "newgidmap"] {
+        let path = fake.path().join(tool);
+        std::fs::write(&path, "#!/bin/sh\necho refused >&2\nexit 1\n").unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+    }
+    let store = tempfile::tempdir().unwrap();
+    let path = format!("{}:/usr/bin:/bin", fake.path().display());
+    let out = kiln_cmd()
+        .env("PATH", path)
+        .arg("--store")
+        .arg(store.path())
+        .args(["store", "path"])
+        .output()
+        .unwrap();
+    let err = common::stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("could not map the ids of its own user namespace"),
+        "{err}"
+    );
+    assert!(err.contains("KILN_USERNS=0"), "{err}");
+}

@@ -82,7 +82,7 @@ pub enum Command {
 /// Runs one command.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if !matches!(cli.command, Command::SandboxInit) {
-        enter_user_namespace();
+        enter_user_namespace()?;
     }
     match cli.command {
         Command::Parse(args) => parse::run(&args),
@@ -107,24 +107,33 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// Unprivileged, with subordinate ids: run as root of kiln's own user
 /// namespace, where store files can have the owners images give them (see
 /// [`crate::sandbox::enter_own_user_namespace`]). `KILN_USERNS=0` keeps
-/// kiln in the caller's namespace (files then all belong to the caller, so
-/// layers record every file as root's).
+/// kiln in the caller's namespace with the caller's uid alone.
 #[expect(clippy::print_stderr, reason = "cli prints")]
-fn enter_user_namespace() {
+fn enter_user_namespace() -> anyhow::Result<()> {
+    use crate::sandbox::SandboxError;
     if std::env::var_os("KILN_USERNS").is_some_and(|v| v == "0") {
-        return;
+        return Ok(());
     }
-    if let Err(e) = crate::sandbox::enter_own_user_namespace() {
-        let mut why = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(s) = source {
-            why.push_str(": ");
-            why.push_str(&s.to_string());
-            source = s.source();
+    match crate::sandbox::enter_own_user_namespace() {
+        Ok(_) => Ok(()),
+        // Before or at unshare(2): nothing changed, go on with one id.
+        Err(e @ SandboxError::Host { .. }) => {
+            let mut why = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                why.push_str(": ");
+                why.push_str(&s.to_string());
+                source = s.source();
+            }
+            eprintln!(
+                "warning: kiln could not make its own user namespace ({why}); it runs with your uid alone, so RUN steps cannot give files other owners or run as another USER"
+            );
+            Ok(())
         }
-        eprintln!(
-            "warning: kiln could not enter its own user namespace ({why}); it runs as you alone, and files a build gives other owners become yours"
-        );
+        // Unshared, but the maps were refused: no file can be made here.
+        Err(e) => Err(anyhow::Error::new(e).context(
+            "kiln could not map the ids of its own user namespace (check your ranges in /etc/subuid and /etc/subgid, or set KILN_USERNS=0 to run with your uid alone)",
+        )),
     }
 }
 
