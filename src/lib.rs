@@ -17,3 +17,16 @@ pub mod image;
 pub mod plan;
 pub mod sandbox;
 pub mod store;
+
+/// An error and its sources on one line, `: `-separated: how kiln records
+/// an error inside another message (a failed step, a verify report).
+pub fn one_line(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -712,8 +712,14 @@ fn kiln_unshare_runs_the_command_with_its_arguments_and_status() {
     }
 }
 
+/// `common::kiln()`, keeping `KILN_USERNS` of the test's own environment
+/// (the unprivileged passes set it).
 fn kiln_cmd() -> std::process::Command {
-    std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+    let mut cmd = common::kiln();
+    if let Some(v) = std::env::var_os("KILN_USERNS") {
+        cmd.env("KILN_USERNS", v);
+    }
+    cmd
 }
 
 #[test]

@@ -1105,28 +1105,23 @@ pub(crate) fn resolve_dest(workdir: &str, dest: &str) -> String {
     crate::plan::select::clean_source(&joined)
 }
 
-/// An error and its sources on one line, then the sandbox's hint (if it
-/// has one) on the next: the message of a failed step.
+/// An error and its sources on one line ([`crate::one_line`]), then the
+/// sandbox's hint (if it has one) on the next: the message of a failed step.
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut hint = None;
+    let mut text = crate::one_line(e);
     let mut link = Some(e);
-    while let Some(c) = link {
-        if !std::ptr::addr_eq(c, e) {
-            s.push_str(": ");
-            s.push_str(&c.to_string());
+    while let Some(cause) = link {
+        if let Some(hint) = cause
+            .downcast_ref::<SandboxError>()
+            .and_then(SandboxError::hint)
+        {
+            text.push_str("\nhint: ");
+            text.push_str(&hint);
+            break;
         }
-        hint = hint.or_else(|| {
-            c.downcast_ref::<SandboxError>()
-                .and_then(SandboxError::hint)
-        });
-        link = c.source();
+        link = cause.source();
     }
-    if let Some(hint) = hint {
-        s.push_str("\nhint: ");
-        s.push_str(&hint);
-    }
-    s
+    text
 }
 
 #[expect(

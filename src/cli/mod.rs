@@ -118,13 +118,7 @@ fn enter_user_namespace() -> anyhow::Result<()> {
         Ok(_) => Ok(()),
         // Before or at unshare(2): nothing changed, go on with one id.
         Err(e @ SandboxError::Host { .. }) => {
-            let mut why = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                why.push_str(": ");
-                why.push_str(&s.to_string());
-                source = s.source();
-            }
+            let why = crate::one_line(&e);
             eprintln!(
                 "warning: kiln could not make its own user namespace ({why}); it runs with your uid alone, so RUN steps cannot give files other owners or run as another USER"
             );

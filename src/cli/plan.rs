@@ -289,22 +289,11 @@ impl<'a> StoreResolver<'a> {
 }
 
 /// Renders an error and its sources as one line.
-fn one_line(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}
-
 impl Resolver for StoreResolver<'_> {
     fn resolve(&self, reference: &str) -> Result<String, String> {
         self.resolve_image(reference)
             .map(|d| d.to_string())
-            .map_err(|e| one_line(e.as_ref()))
+            .map_err(|e| crate::one_line(e.as_ref()))
     }
 }
 

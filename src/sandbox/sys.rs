@@ -149,10 +149,7 @@ pub fn unshare_user_namespace(
             } else {
                 match write_maps(me.as_raw()) {
                     Ok(()) => "1".to_owned(),
-                    Err(e) => format!(
-                        "0{e}: {}",
-                        std::error::Error::source(&e).map_or(String::new(), |s| s.to_string())
-                    ),
+                    Err(e) => format!("0{}", crate::one_line(&e)),
                 }
             };
             let _ = write(&done_w, reply.as_bytes());

@@ -196,7 +196,7 @@ impl Store {
                     found: format!("{} entries, {} bytes", found.0, found.1),
                 }),
                 Err(e) => problem(Issue::Unreadable {
-                    error: error_chain(&e),
+                    error: crate::one_line(&e),
                 }),
             };
         }
@@ -280,15 +280,4 @@ fn hash_reader<H>(
             Err(e) => return Err(e),
         }
     }
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
