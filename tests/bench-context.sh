@@ -100,15 +100,19 @@ fi
 # changed. git does the same for `git status` (its index is a stat cache);
 # alternate kiln's warm pass with `git status` over the same tree (the
 # repository kept outside the context, untracked cache off so git lists
-# every directory as kiln does).
+# every directory as kiln does) and with the bare floor: listing every
+# directory and `fstatat`ing each name, nothing else, on every core
+# (`cargo bench --bench lstat`).
 if command -v git >/dev/null; then
   store=$work/stat-store-git
   export GIT_DIR=$work/git GIT_WORK_TREE=$big
   git init -q && git add -A && git status --porcelain >/dev/null
   KILN_STORE=$store "$kiln" plan "$big" >/dev/null 2>&1
   sleep 1
-  kw=(); gw=()
+  cargo bench --locked -q --bench lstat --no-run 2>/dev/null
+  kw=(); gw=(); fw=()
   for i in $(seq "$rounds"); do
+    fw+=("$(cargo bench --locked -q --bench lstat -- "$big" 1 2>/dev/null | sed -n 's/.*best \([0-9.]*\)s$/\1/p')")
     KILN_STORE=$store "$kiln" plan "$big" >/dev/null 2>"$work/warm.err"; kw+=("$(phase "$work/warm.err")")
     s=$(date +%s.%N); git -c core.untrackedCache=false status --porcelain >/dev/null; e=$(date +%s.%N)
     gw+=("$(echo "$e - $s" | bc)")
@@ -117,4 +121,6 @@ if command -v git >/dev/null; then
   echo "warm pass against git status on the same tree: kiln context phase best $(printf '%s\n' "${kw[@]}" | best)s, git status best $(printf '%s\n' "${gw[@]}" | best)s"
   echo "  kiln: ${kw[*]}"
   echo "  git:  ${gw[*]}"
+  echo "bare lstat floor (every name, every core): best $(printf '%s\n' "${fw[@]}" | best)s: no stat cache's warm pass can be faster"
+  echo "  floor: ${fw[*]}"
 fi

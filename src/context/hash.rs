@@ -58,9 +58,9 @@ const RECORD: usize = 4 + 5 * 8 + 4 + 32;
 /// What a stat cache (as [`encode_cache`] wrote it) knows of a walk.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Known {
-    /// `hashes[i]`: the cached hash of `entries[i]`, when its stat key is
+    /// `hashes[i]`: the cached blake3 of `entries[i]`, when its stat key is
     /// unchanged.
-    pub hashes: Vec<Option<String>>,
+    pub hashes: Vec<Option<[u8; 32]>>,
     /// How many files the cache listed (0 if it did not decode).
     pub listed: usize,
     /// How many of those were used.
@@ -82,10 +82,13 @@ pub fn join_cache(entries: &[Entry], cache: &[u8]) -> Known {
     let mut rest = records;
     let mut next = 0;
     let mut listed = 0;
-    let mut hits = Vec::new();
+    let mut used = 0;
     while !rest.is_empty() {
         let Some((rel, key, hash, tail)) = decode_record(rest) else {
-            return known;
+            return Known {
+                hashes: vec![None; entries.len()],
+                ..Known::default()
+            };
         };
         rest = tail;
         listed += 1;
@@ -95,7 +98,8 @@ pub fn join_cache(entries: &[Entry], cache: &[u8]) -> Known {
                 std::cmp::Ordering::Greater => break,
                 std::cmp::Ordering::Equal => {
                     if entry.kind == EntryKind::File && StatKey::of(entry) == key {
-                        hits.push((next, hash));
+                        known.hashes[next] = Some(*hash);
+                        used += 1;
                     }
                     next += 1;
                     break;
@@ -104,10 +108,7 @@ pub fn join_cache(entries: &[Entry], cache: &[u8]) -> Known {
         }
     }
     known.listed = listed;
-    known.used = hits.len();
-    for (i, hash) in hits {
-        known.hashes[i] = Some(hash_text(hash));
-    }
+    known.used = used;
     known
 }
 
@@ -248,14 +249,14 @@ pub enum Modes {
 pub fn hash(
     root: &Path,
     entries: &[Entry],
-    mut known: Vec<Option<String>>,
+    mut known: Vec<Option<[u8; 32]>>,
     modes: Modes,
 ) -> Result<(Vec<ContextFile>, Vec<Fresh>), HashError> {
     known.resize(entries.len(), None);
-    let results: Vec<Result<(ContextFile, Option<Fresh>), HashError>> = entries
+    let files: Vec<ContextFile> = entries
         .par_iter()
-        .zip(known)
-        .with_min_len(64)
+        .zip(&known)
+        .with_min_len(256)
         .map(|(entry, known)| {
             let path = entry
                 .path
@@ -263,54 +264,52 @@ pub fn hash(
                 .ok_or_else(|| HashError::NotUtf8 {
                     path: entry.path.clone(),
                 })?
-                .to_string();
+                .to_owned();
             let perm = entry.mode & 0o7777;
             let mode = match modes {
                 Modes::Masked => perm & !0o022,
                 Modes::Exact => perm,
             };
-            let (kind, hash, fresh) = match &entry.kind {
-                EntryKind::Dir => (FileKind::Dir, String::new(), None),
-                EntryKind::Other => (FileKind::Other, String::new(), None),
+            let (kind, hash) = match &entry.kind {
+                EntryKind::Dir => (FileKind::Dir, String::new()),
+                EntryKind::Other => (FileKind::Other, String::new()),
                 EntryKind::Symlink { target } => {
                     let target = target.to_str().ok_or_else(|| HashError::NotUtf8 {
                         path: entry.path.clone(),
                     })?;
-                    (FileKind::Symlink, target.to_string(), None)
+                    (FileKind::Symlink, target.to_owned())
                 }
                 EntryKind::File => match known {
-                    Some(hash) => (FileKind::File, hash, None),
-                    None => {
-                        let full = root.join(&entry.path);
-                        let hash = hash_file(&full)?;
-                        let fresh = Fresh {
-                            path: full,
-                            key: StatKey::of(entry),
-                            hash: hash.clone(),
-                        };
-                        (FileKind::File, hash, Some(fresh))
-                    }
+                    Some(hash) => (FileKind::File, hash_text(hash)),
+                    None => (FileKind::File, hash_file(&root.join(&entry.path))?),
                 },
             };
-            Ok((
-                ContextFile {
-                    path,
-                    kind,
-                    mode,
-                    hash,
-                },
-                fresh,
-            ))
+            Ok(ContextFile {
+                path,
+                kind,
+                mode,
+                hash,
+            })
+        })
+        .collect::<Result<_, HashError>>()?;
+    // The files read: regular files the cache did not vouch for.
+    let fresh = entries
+        .iter()
+        .zip(&known)
+        .zip(&files)
+        .filter(|((entry, known), _)| entry.kind == EntryKind::File && known.is_none())
+        .map(|((entry, _), file)| Fresh {
+            path: root.join(&entry.path),
+            key: StatKey::of(entry),
+            hash: file.hash.clone(),
         })
         .collect();
-    let mut files = Vec::with_capacity(results.len());
-    let mut fresh = Vec::new();
-    for result in results {
-        let (file, new) = result?;
-        files.push(file);
-        fresh.extend(new);
+    // Walks are sorted by path bytes, which is `String`'s order too; a
+    // caller's unsorted entries are sorted here.
+    let mut files = files;
+    if !files.is_sorted_by(|a, b| a.path <= b.path) {
+        files.sort_by(|a, b| a.path.cmp(&b.path));
     }
-    files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok((files, fresh))
 }
 

@@ -19,10 +19,9 @@
 //!   as in fsutil. A path that vanishes during the walk is left out.
 //! - Directory entries are visited in byte order, never readdir order.
 
-use std::ffi::OsStr;
 use std::fs;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 use crate::dockerfile::dockerignore::{self, IgnoreError, MatchInfo, Matcher, Pruning};
@@ -178,6 +177,12 @@ pub fn walk(root: &Path, matcher: &Matcher) -> Result<Vec<Entry>, ContextError> 
 /// parallel relative to the open directory (`statx(dirfd, name)`, no
 /// absolute path lookups). Which names are listed is decided from the
 /// directory entries' types (`d_type`) and the ignore patterns.
+///
+/// Each directory's listing is sorted on its own, its subdirectories'
+/// contents placed as one block under the key `name/` (so `a-c` and `a.d`
+/// come between `a` and `a/b`, as `-` and `.` sort before `/`); the listings
+/// are then stitched together in one pass, which gives path-byte order
+/// without sorting the whole context.
 pub fn walk_with(
     root: &Path,
     matcher: &Matcher,
@@ -194,10 +199,9 @@ pub fn walk_with(
             path: root.to_path_buf(),
         });
     }
-    let mut out = Vec::new();
-    // Excluded directories entered to look for exceptions: listed only if
-    // they end up holding a listed path (F183).
-    let mut pending = Vec::new();
+    // Every directory's sorted items, by id: the root is 0, and a level's
+    // subdirectories get the ids after every directory listed before them.
+    let mut listings: Vec<Vec<Item>> = Vec::new();
     let mut level = vec![Dir {
         abs: root.to_path_buf(),
         rel: Vec::new(),
@@ -209,28 +213,49 @@ pub fn walk_with(
             .par_iter()
             .map(|dir| list_dir(dir, matcher, pruning, dir.rel.is_empty()))
             .collect();
-        level = Vec::new();
+        let mut next = Vec::new();
+        let next_id = listings.len() + level.len();
         for listing in listed {
-            let listing = listing?;
-            out.extend(listing.entries);
-            pending.extend(listing.pending);
-            level.extend(listing.dirs);
+            let Listing { mut items, dirs } = listing?;
+            // Local subdirectory numbers become ids.
+            let base = next_id + next.len();
+            for item in &mut items {
+                if let Item::Held { dir, .. } | Item::Subtree { dir, .. } = item {
+                    *dir += base;
+                }
+            }
+            listings.push(items);
+            next.extend(dirs);
         }
+        level = next;
     }
-    let mut out = sort_entries(out);
-    if !pending.is_empty() {
-        let holding: Vec<Entry> = pending
-            .into_iter()
-            .filter(|dir: &Entry| {
-                let mut prefix = dir.path_bytes().to_vec();
-                prefix.push(b'/');
-                let i = out.partition_point(|e| e.path_bytes() < prefix.as_slice());
-                out.get(i)
-                    .is_some_and(|e| e.path_bytes().starts_with(&prefix))
-            })
-            .collect();
-        out.extend(holding);
-        out = sort_entries(out);
+    // An excluded directory entered for exceptions is listed only if
+    // something below it is (F183); children have larger ids than parents.
+    let mut holds = vec![false; listings.len()];
+    for id in (0..listings.len()).rev() {
+        holds[id] = listings[id].iter().any(|item| match item {
+            Item::Entry(_) => true,
+            Item::Held { dir, .. } | Item::Subtree { dir, .. } => holds[*dir],
+        });
+    }
+    let total = listings.iter().map(Vec::len).sum();
+    let mut out = Vec::with_capacity(total);
+    let mut items: Vec<std::vec::IntoIter<Item>> =
+        listings.into_iter().map(Vec::into_iter).collect();
+    let mut stack = vec![0];
+    while let Some(&id) = stack.last() {
+        match items[id].next() {
+            None => {
+                stack.pop();
+            }
+            Some(Item::Entry(entry)) => out.push(entry),
+            Some(Item::Held { entry, dir }) => {
+                if holds[dir] {
+                    out.push(entry);
+                }
+            }
+            Some(Item::Subtree { dir, .. }) => stack.push(dir),
+        }
     }
     Ok(out)
 }
@@ -245,14 +270,60 @@ struct Dir {
     excluded: bool,
 }
 
+/// One place in a directory's sorted listing.
+enum Item {
+    /// A listed entry.
+    Entry(Entry),
+    /// An excluded directory entered for exceptions: listed only if the
+    /// contents of directory `dir` list something.
+    Held {
+        /// The directory's own entry.
+        entry: Entry,
+        /// Its contents' listing.
+        dir: usize,
+    },
+    /// The contents of directory `dir`, sorted under `key` (its path and
+    /// a `/`).
+    Subtree {
+        /// The subdirectory's path followed by `/`.
+        key: Vec<u8>,
+        /// Its listing (local number in [`Listing::dirs`], then id).
+        dir: usize,
+    },
+}
+
+impl Item {
+    fn key(&self) -> &[u8] {
+        match self {
+            Item::Entry(entry) | Item::Held { entry, .. } => entry.path_bytes(),
+            Item::Subtree { key, .. } => key,
+        }
+    }
+}
+
 /// What listing one directory found.
 struct Listing {
-    /// Listed entries.
-    entries: Vec<Entry>,
-    /// Excluded directories entered for exceptions, not listed yet.
-    pending: Vec<Entry>,
-    /// Directories to list next.
+    /// Its items, sorted by key.
+    items: Vec<Item>,
+    /// Directories to list next, numbered as in `items`.
     dirs: Vec<Dir>,
+}
+
+/// A kept name after `lstat`: its entry, its pattern results (for a
+/// directory) and whether it is excluded.
+struct Stated {
+    entry: Entry,
+    info: Option<MatchInfo>,
+    excluded: bool,
+}
+
+/// Appends `item` to a directory's sorted `items`, after the waiting
+/// subdirectory blocks whose keys sort before it.
+fn place(items: &mut Vec<Item>, item: Item, subtrees: &mut std::collections::VecDeque<Item>) {
+    while subtrees.front().is_some_and(|s| s.key() < item.key()) {
+        items.extend(subtrees.pop_front());
+    }
+    items.push(item);
 }
 
 /// Lists one directory: matches each name, `lstat`s those kept (in
@@ -266,8 +337,7 @@ fn list_dir(
     use nix::fcntl::{AtFlags, OFlag};
     use rayon::prelude::*;
     let mut listing = Listing {
-        entries: Vec::new(),
-        pending: Vec::new(),
+        items: Vec::new(),
         dirs: Vec::new(),
     };
     let read_err = |errno: nix::errno::Errno| ContextError::ReadDir {
@@ -331,11 +401,14 @@ fn list_dir(
         kept.push((rel, start, is_dir.then_some(info), excluded));
     }
     drop(stream);
-    let stated: Vec<Result<Option<Entry>, ContextError>> = kept
-        .par_iter()
+    // In name order (every path here has the same parent), so the items
+    // come out sorted and only the subdirectories' blocks need merging in.
+    kept.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let stated: Vec<Result<Option<Stated>, ContextError>> = kept
+        .into_par_iter()
         .with_min_len(128)
-        .map(|(rel, start, _, _)| {
-            let name = &rel[*start..];
+        .map(|(rel, start, info, excluded)| {
+            let name = &rel[start..];
             let host = || dir.abs.join(std::ffi::OsStr::from_bytes(name));
             let st = match nix::sys::stat::fstatat(&fd, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
                 Ok(st) => st,
@@ -363,8 +436,8 @@ fn list_dir(
                 }
                 _ => EntryKind::Other,
             };
-            Ok(Some(Entry {
-                path: PathBuf::from(OsStr::from_bytes(rel)),
+            let entry = Entry {
+                path: PathBuf::from(std::ffi::OsString::from_vec(rel)),
                 kind,
                 mode: st.st_mode,
                 size: u64::try_from(st.st_size).unwrap_or(0),
@@ -376,46 +449,58 @@ fn list_dir(
                 rdev: st.st_rdev,
                 mtime: timestamp(st.st_mtime, st.st_mtime_nsec),
                 ctime: timestamp(st.st_ctime, st.st_ctime_nsec),
+            };
+            Ok(Some(Stated {
+                entry,
+                info,
+                excluded,
             }))
         })
         .collect();
-    listing.entries.reserve(stated.len());
-    for (item, (rel, _, info, excluded)) in stated.into_iter().zip(kept) {
-        let Some(entry) = item? else {
+    // Entries come in name order; a subdirectory's block (key `name/`)
+    // waits in `subtrees` (sorted) until the first entry whose key is
+    // greater. Every key has this directory's path as its prefix and a name
+    // has no `/`, so comparing keys compares the paths below them.
+    listing.items.reserve(stated.len());
+    let mut subtrees = std::collections::VecDeque::new();
+    for item in stated {
+        let Some(Stated {
+            entry,
+            info,
+            excluded,
+        }) = item?
+        else {
             continue;
         };
         // The type from lstat decides: a name replaced by a directory
         // since it was read is entered, one no longer a directory is not.
         if entry.kind == EntryKind::Dir {
+            let rel = entry.path_bytes().to_vec();
+            let mut key = Vec::with_capacity(rel.len() + 1);
+            key.extend_from_slice(&rel);
+            key.push(b'/');
+            let local = listing.dirs.len();
             listing.dirs.push(Dir {
                 abs: dir.abs.join(entry.path.file_name().unwrap_or_default()),
                 rel,
                 info: info.unwrap_or_default(),
                 excluded,
             });
-            if excluded {
-                listing.pending.push(entry);
-                continue;
-            }
-        }
-        if !excluded {
-            listing.entries.push(entry);
+            let held = excluded.then_some(local);
+            let item = match held {
+                Some(dir) => Item::Held { entry, dir },
+                None => Item::Entry(entry),
+            };
+            place(&mut listing.items, item, &mut subtrees);
+            // `x!/` sorts before a waiting `x/`: keep the queue sorted.
+            let at = subtrees.partition_point(|s| s.key() < key.as_slice());
+            subtrees.insert(at, Item::Subtree { key, dir: local });
+        } else if !excluded {
+            place(&mut listing.items, Item::Entry(entry), &mut subtrees);
         }
     }
+    listing.items.extend(subtrees);
     Ok(listing)
-}
-
-/// Sorts entries by path bytes, moving each entry once (an entry is large:
-/// sorting them in place moves them many times).
-fn sort_entries(entries: Vec<Entry>) -> Vec<Entry> {
-    use rayon::prelude::*;
-    let mut order: Vec<usize> = (0..entries.len()).collect();
-    order.par_sort_unstable_by(|&a, &b| entries[a].path_bytes().cmp(entries[b].path_bytes()));
-    let mut slots: Vec<Option<Entry>> = entries.into_iter().map(Some).collect();
-    order
-        .into_iter()
-        .map(|i| slots[i].take().expect("each index once"))
-        .collect()
 }
 
 /// Reads the ignore file for a build (F176): `<Dockerfile>.dockerignore`
@@ -708,6 +793,69 @@ mod tests {
             ctx.walk(""),
             [
                 "file B", "dir a", "file a-c", "file a.d", "file a/b", "file z", "file é"
+            ]
+        );
+    }
+
+    #[test]
+    fn nested_listings_are_stitched_in_path_byte_order() {
+        let ctx = Ctx::new();
+        // Names that sort between `x` and `x/` at several depths, an empty
+        // directory, and an excluded directory entered for an exception.
+        for path in [
+            "x/y/z",
+            "x/y-1",
+            "x/y.2",
+            "x/y/a b",
+            "x-",
+            "x.",
+            "x!/k",
+            "x/y/",
+            "w/v/u/t",
+            "skip/keep/me",
+            "skip/drop",
+            "skip-not",
+        ] {
+            if let Some(dir) = path.strip_suffix('/') {
+                ctx.dir(dir);
+            } else {
+                ctx.file(path, "");
+            }
+        }
+        ctx.dir("empty");
+        let listed = ctx.walk("skip\n!skip/keep/me\n");
+        let mut sorted = listed.clone();
+        sorted.sort_by(|a, b| {
+            let path = |s: &str| {
+                s.split_once(' ')
+                    .map(|p| p.1.to_owned())
+                    .unwrap_or_default()
+            };
+            path(a).cmp(&path(b))
+        });
+        assert_eq!(listed, sorted);
+        assert_eq!(
+            listed,
+            [
+                "dir empty",
+                "dir skip",
+                "file skip-not",
+                "dir skip/keep",
+                "file skip/keep/me",
+                "dir w",
+                "dir w/v",
+                "dir w/v/u",
+                "file w/v/u/t",
+                "dir x",
+                "dir x!",
+                "file x!/k",
+                "file x-",
+                "file x.",
+                "dir x/y",
+                "file x/y-1",
+                "file x/y.2",
+                "file x/y/a b",
+                "file x/y/z",
             ]
         );
     }

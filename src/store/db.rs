@@ -686,14 +686,36 @@ impl Db {
     /// for a whole build context).
     /// The stat cache of the context rooted at `root`, as stored.
     pub(crate) fn context_cache(&mut self, root: &Path) -> Result<Option<Vec<u8>>, StoreError> {
+        use std::io::Read;
         use std::os::unix::ffi::OsStrExt;
-        self.conn
-            .prepare_cached("SELECT entries FROM context_cache WHERE root = ?1")
+        let path = self.path.clone();
+        // The blob is read straight into one buffer of its size
+        // (incremental I/O): a large context's cache is megabytes, and a
+        // query would copy it twice.
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(db_err(&path, "read the stat cache"))?;
+        let row: Option<(i64, i64)> = tx
+            .prepare_cached("SELECT rowid, length(entries) FROM context_cache WHERE root = ?1")
             .and_then(|mut stmt| {
-                stmt.query_row([root.as_os_str().as_bytes()], |row| row.get(0))
-                    .optional()
+                stmt.query_row([root.as_os_str().as_bytes()], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })
+                .optional()
             })
-            .map_err(db_err(&self.path, "read the stat cache"))
+            .map_err(db_err(&path, "read the stat cache"))?;
+        let Some((rowid, len)) = row else {
+            return Ok(None);
+        };
+        let mut bytes = vec![0; usize::try_from(len).unwrap_or(0)];
+        tx.blob_open(rusqlite::MAIN_DB, "context_cache", "entries", rowid, true)
+            .and_then(|mut blob| {
+                blob.read_exact(&mut bytes)
+                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+            })
+            .map_err(db_err(&path, "read the stat cache"))?;
+        Ok(Some(bytes))
     }
 
     /// Replaces the stat cache of the context rooted at `root`.
