@@ -686,7 +686,6 @@ impl Db {
     /// for a whole build context).
     /// The stat cache of the context rooted at `root`, as stored.
     pub(crate) fn context_cache(&mut self, root: &Path) -> Result<Option<Vec<u8>>, StoreError> {
-        use std::io::Read;
         use std::os::unix::ffi::OsStrExt;
         let path = self.path.clone();
         // The blob is read straight into one buffer of its size
@@ -710,10 +709,7 @@ impl Db {
         };
         let mut bytes = vec![0; usize::try_from(len).unwrap_or(0)];
         tx.blob_open(rusqlite::MAIN_DB, "context_cache", "entries", rowid, true)
-            .and_then(|mut blob| {
-                blob.read_exact(&mut bytes)
-                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
-            })
+            .and_then(|blob| blob.read_at_exact(&mut bytes, 0))
             .map_err(db_err(&path, "read the stat cache"))?;
         Ok(Some(bytes))
     }
