@@ -72,10 +72,11 @@ pub struct Known {
 /// entry whose cached [`StatKey`] is unchanged keeps the cached hash. A
 /// cache that does not decode is ignored (it is only a cache).
 pub fn join_cache(entries: &[Entry], cache: &[u8]) -> Known {
-    let mut known = Known {
+    let nothing = || Known {
         hashes: vec![None; entries.len()],
         ..Known::default()
     };
+    let mut known = nothing();
     let Some(records) = cache.strip_prefix(CACHE_VERSION) else {
         return known;
     };
@@ -85,10 +86,7 @@ pub fn join_cache(entries: &[Entry], cache: &[u8]) -> Known {
     let mut used = 0;
     while !rest.is_empty() {
         let Some((rel, key, hash, tail)) = decode_record(rest) else {
-            return Known {
-                hashes: vec![None; entries.len()],
-                ..Known::default()
-            };
+            return nothing();
         };
         rest = tail;
         listed += 1;
@@ -253,7 +251,7 @@ pub fn hash(
     modes: Modes,
 ) -> Result<(Vec<ContextFile>, Vec<Fresh>), HashError> {
     known.resize(entries.len(), None);
-    let files: Vec<ContextFile> = entries
+    let mut files: Vec<ContextFile> = entries
         .par_iter()
         .zip(&known)
         .with_min_len(256)
@@ -304,12 +302,8 @@ pub fn hash(
             hash: file.hash.clone(),
         })
         .collect();
-    // Walks are sorted by path bytes, which is `String`'s order too; a
-    // caller's unsorted entries are sorted here.
-    let mut files = files;
-    if !files.is_sorted_by(|a, b| a.path <= b.path) {
-        files.sort_by(|a, b| a.path.cmp(&b.path));
-    }
+    // A walk is already in this order (path bytes): the sort only checks.
+    files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok((files, fresh))
 }
 

@@ -476,8 +476,7 @@ fn list_dir(
         // since it was read is entered, one no longer a directory is not.
         if entry.kind == EntryKind::Dir {
             let rel = entry.path_bytes().to_vec();
-            let mut key = Vec::with_capacity(rel.len() + 1);
-            key.extend_from_slice(&rel);
+            let mut key = rel.clone();
             key.push(b'/');
             let local = listing.dirs.len();
             listing.dirs.push(Dir {
@@ -486,10 +485,10 @@ fn list_dir(
                 info: info.unwrap_or_default(),
                 excluded,
             });
-            let held = excluded.then_some(local);
-            let item = match held {
-                Some(dir) => Item::Held { entry, dir },
-                None => Item::Entry(entry),
+            let item = if excluded {
+                Item::Held { entry, dir: local }
+            } else {
+                Item::Entry(entry)
             };
             place(&mut listing.items, item, &mut subtrees);
             // `x!/` sorts before a waiting `x/`: keep the queue sorted.
